@@ -1,0 +1,1 @@
+"""The OData query language shared by the client and the server: parse, build, print."""

@@ -1,0 +1,16 @@
+"""System properties of a synced record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Properties the server owns. Clients never set them directly (``id`` aside).
+SYSTEM_PROPERTIES = ("createdAt", "updatedAt", "version", "deleted")
+
+
+def strip_system_properties(item: dict[str, Any], *, keep_version: bool = False) -> dict[str, Any]:
+    """A copy of ``item`` without system properties (``id`` is kept, and ``version`` if asked)."""
+    drop = {name.lower() for name in SYSTEM_PROPERTIES}
+    if keep_version:
+        drop.discard("version")
+    return {key: value for key, value in item.items() if key.lower() not in drop}

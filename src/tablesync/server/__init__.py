@@ -1,0 +1,1 @@
+"""The tablesync server: the /tables protocol on SQLAlchemy (SQLite and PostgreSQL)."""

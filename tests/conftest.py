@@ -1,0 +1,71 @@
+"""Fixtures shared by every test directory: the movies data set and a PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MOVIES_PATH = ROOT.parent / "shared" / "data" / "movies.json"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TABLESYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally; under CI a missing prerequisite is a failure, never a skip."""
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def movies() -> list[dict[str, Any]]:
+    """The 248 movies of the Datasync query suites, read in place from ../shared/data."""
+    if not MOVIES_PATH.exists():
+        skip_or_fail(f"{MOVIES_PATH} is absent (the shared data set is laid beside the project)")
+    data: list[dict[str, Any]] = json.loads(MOVIES_PATH.read_text())
+    return data
+
+
+def _admin_connect() -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def postgres_database_factory() -> Iterator[Any]:
+    """Make fresh, empty PostgreSQL databases; each is dropped at the end of the session."""
+    admin = _admin_connect()
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"tablesync_test_{uuid.uuid4().hex[:12]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    yield make
+    for name in created:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_database_factory: Any) -> str:
+    """The URL of a fresh, empty PostgreSQL database for one test."""
+    url: str = postgres_database_factory()
+    return url
