@@ -124,3 +124,7 @@ class PullFailedError(TableSyncError):
 
 class UsageError(RuntimeError):
     """Raised on a programming mistake, such as calling ``push()`` on a closed client."""
+
+
+class ServerConfigError(UsageError, ValueError):
+    """Raised when a server configuration (``create_app`` arguments or a TOML file) is invalid."""
