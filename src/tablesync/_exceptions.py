@@ -98,6 +98,10 @@ class UnsupportedQueryError(QueryError):
     """Raised when a query is well-formed but not allowed where it is used."""
 
 
+class UnknownColumnError(QueryError, LookupError):
+    """Raised when a query names a property (column) the table does not have."""
+
+
 class StoreError(TableSyncError):
     """Raised when the local store fails or refuses a write."""
 
