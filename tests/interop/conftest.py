@@ -1,0 +1,102 @@
+"""Fixtures for the interop tests: the official Node server, JS client scripts, tablesync's server.
+
+Every test here carries the ``interop`` marker. Without node/npm the tests skip with the reason,
+except under CI (``CI=true``), where a missing peer is a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.interop.peers import (
+    NodeServer,
+    PeerUnavailableError,
+    node_missing,
+    node_modules,
+    run_js,
+    start_node_server,
+)
+from tests.interop.tablesync_server import TablesyncServer, start_tablesync_server
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.interop)
+            # A peer process that hangs must not hang the suite.
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(120))
+
+
+@pytest.fixture(scope="session")
+def npm_peers() -> Path:
+    """The cached node_modules of the pinned peers (installed on first use)."""
+    reason = node_missing()
+    if reason:
+        skip_or_fail(f"interop tests need Node.js and npm: {reason}")
+    try:
+        return node_modules()
+    except PeerUnavailableError as exc:
+        skip_or_fail(f"the npm peers could not be installed: {exc}")
+        raise
+
+
+NodeServerFactory = Callable[..., NodeServer]
+
+
+@pytest.fixture
+def node_server_factory(npm_peers: Path, tmp_path: Path) -> Iterator[NodeServerFactory]:
+    """Start Node servers on fresh sqlite files; all are stopped at teardown."""
+    started: list[NodeServer] = []
+
+    def make(*, page_size: int = 50, tables: tuple[str, ...] = ("todoitem",)) -> NodeServer:
+        db_path = tmp_path / f"node-{len(started)}.sqlite"
+        server = start_node_server(page_size=page_size, db_path=db_path, tables=tables)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def node_server(node_server_factory: NodeServerFactory) -> NodeServer:
+    """A fresh Node server (page size 50, tables ``todoitem`` and ``movies``)."""
+    return node_server_factory()
+
+
+@pytest.fixture
+def js(npm_peers: Path) -> Callable[..., Any]:
+    """Run a JS client scenario script: ``js("script.js", url, params) -> result``."""
+    return run_js
+
+
+TablesyncServerFactory = Callable[..., TablesyncServer]
+
+
+@pytest.fixture
+def tablesync_server_factory(tmp_path: Path) -> Iterator[TablesyncServerFactory]:
+    """Start tablesync servers (uvicorn, real sockets) on fresh SQLite files."""
+    started: list[TablesyncServer] = []
+
+    def make(**kwargs: Any) -> TablesyncServer:
+        kwargs.setdefault("database", f"sqlite:///{tmp_path / f'ts-{len(started)}.db'}")
+        try:
+            server = start_tablesync_server(**kwargs)
+        except ImportError as exc:
+            skip_or_fail(f"tablesync.server is not importable yet: {exc}")
+            raise
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -1,0 +1,83 @@
+"""tablesync's server under uvicorn on a real socket, in a thread, for the peers to talk to."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests.interop.peers import free_port
+
+MOVIE_COLUMNS = {
+    "title": "string",
+    "duration": "integer",
+    "rating": "string",
+    "releaseDate": "datetime",
+    "bestPictureWinner": "boolean",
+    "year": "integer",
+}
+
+
+@dataclass
+class TablesyncServer:
+    """A running tablesync server."""
+
+    server: Any
+    thread: threading.Thread
+    port: int
+    app: Any
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:8123``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for its thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def default_tables(page_size: int | None = None) -> list[Any]:
+    """``movies`` (typed) and ``todoitem`` (no declared columns; dynamic schema fills them)."""
+    from tablesync.server import Table
+
+    return [
+        Table("movies", columns=MOVIE_COLUMNS, soft_delete=True, page_size=page_size),
+        Table("todoitem", columns={}, soft_delete=True, page_size=page_size),
+    ]
+
+
+def start_tablesync_server(
+    *,
+    database: str,
+    tables: list[Any] | None = None,
+    page_size: int | None = None,
+    dynamic_schema: bool = True,
+    timeout: float = 20.0,
+    **options: Any,
+) -> TablesyncServer:
+    """Build ``create_app(...)`` and serve it on a free port of 127.0.0.1 until ``stop()``."""
+    import uvicorn
+
+    from tablesync.server import create_app
+
+    app = create_app(
+        database=database,
+        tables=tables if tables is not None else default_tables(page_size),
+        dynamic_schema=dynamic_schema,
+        **options,
+    )
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"tablesync's server did not start on port {port}")
+        time.sleep(0.02)
+    return TablesyncServer(server, thread, port, app)
