@@ -183,3 +183,22 @@ class LocalStore(Protocol):
     def delete_config(self, key: str) -> None:
         """Remove a setting."""
         ...
+
+
+@runtime_checkable
+class BulkLocalStore(LocalStore, Protocol):
+    """A store that also writes many items and operations at once (optional, for speed).
+
+    ``SyncContext.insert_many`` uses these when the store has them, and falls back to the
+    one-at-a-time methods of :class:`LocalStore` otherwise.
+    """
+
+    def insert_items(self, table: str, items: Iterable[dict[str, Any]]) -> None:
+        """Insert new items; raise ``StoreError`` (inserting none) if any id already exists."""
+        ...
+
+    def add_operations(
+        self, table: str, entries: Sequence[tuple[str, OperationKind, dict[str, Any] | None]]
+    ) -> list[Operation]:
+        """Append operations ``(item_id, kind, item)`` in order, as :meth:`add_operation` does."""
+        ...

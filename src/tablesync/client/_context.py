@@ -1,0 +1,494 @@
+"""``SyncContext``: local writes under the queue rules, and the store side of push/pull/purge.
+
+It never touches the network; the sans-I/O flows call it between requests.
+
+Every public method is one transaction of the store: a queue change always commits together
+with its item change, and a pulled page together with its delta token, so a process killed at
+any instant leaves a consistent store behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import QueueError, StoreError, UsageError
+from ..protocol import dumps, is_valid_id, loads, new_id, strip_system_properties
+from ._queue import Collapse, collapse
+from ._store import (
+    BulkLocalStore,
+    LocalStore,
+    Operation,
+    OperationError,
+    OperationKind,
+    OperationState,
+)
+
+if TYPE_CHECKING:
+    from ..odata import Query
+
+#: System properties the server assigns; they flow into a local row edited during its push.
+_SERVER_STAMPS = ("version", "updatedAt", "createdAt")
+#: Above this many queued operations of a table, a pulled page looks them up item by item.
+_PRELOAD_LIMIT = 5000
+_MAX_QUERY_ID = 254
+
+
+@dataclass(frozen=True, slots=True)
+class PageApplied:
+    """What :meth:`SyncContext.apply_pulled_page` did with one page."""
+
+    upserted: int
+    """Items written (inserted or replaced)."""
+    deleted: int
+    """Items with ``deleted: true``, removed locally."""
+    skipped: int
+    """Items left alone: a local operation is pending for them, or they were not valid items."""
+
+
+def delta_token_key(table: str, query_id: str) -> str:
+    """The ``__config`` key of a pull's delta token: ``deltaToken|{table}|{query_id}``.
+
+    The table name is lower-cased (tables match case-insensitively). Raises ``UsageError``
+    when ``query_id`` is empty, contains ``|`` or is 255 characters or longer.
+    """
+    if not isinstance(query_id, str) or not query_id or "|" in query_id:
+        raise UsageError(f"invalid query_id {query_id!r}: a non-empty string without '|'")
+    if len(query_id) > _MAX_QUERY_ID:
+        raise UsageError(f"query_id is too long ({len(query_id)} characters, at most 254)")
+    return f"deltaToken|{table.lower()}|{query_id}"
+
+
+class SyncContext:
+    """Local writes with the queue rules, and the store-side steps of push/pull/purge.
+
+    ```python
+    from tablesync.client._context import SyncContext
+    from tablesync.client._sqlite_store import SQLiteStore
+
+    context = SyncContext(SQLiteStore(":memory:"))
+    item = context.insert("todoitem", {"text": "milk"})  # row + queued INSERT, one transaction
+    context.update("todoitem", {**item, "done": True})  # the INSERT stays, version 2
+    assert context.pending_count() == 1
+    ```
+
+    Args:
+        store: where items, the queue, errors and delta tokens live.
+    """
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+
+    # -- local writes --------------------------------------------------------------------------
+    def insert(self, table: str, item: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert an item locally and queue its INSERT; returns the stored item.
+
+        An ``id`` is generated when missing; ``createdAt``/``updatedAt``/``deleted`` are dropped.
+
+        Raises:
+            QueueError: an operation is already queued for this id (§6.2).
+            StoreError: the id exists locally, or the item or its id is not valid.
+        """
+        data = _local_copy(item, generate_id=True)
+        with self.store.atomic():
+            collapse(self.store.get_operation(table, data["id"]), OperationKind.INSERT)
+            self._insert_one(table, data)
+        return data
+
+    def insert_many(self, table: str, items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Insert many items and queue their INSERTs in ONE transaction (all or none).
+
+        Raises the same errors as :meth:`insert`, for the first offending item.
+        """
+        rows = [_local_copy(item, generate_id=True) for item in items]
+        ids = [row["id"] for row in rows]
+        if len(set(ids)) != len(ids):
+            raise StoreError("insert_many() got the same id twice")
+        with self.store.atomic():
+            if self.store.count_operations(table):
+                for item_id in ids:
+                    collapse(self.store.get_operation(table, item_id), OperationKind.INSERT)
+            if isinstance(self.store, BulkLocalStore):
+                self._insert_bulk(self.store, table, rows)
+            else:
+                for row in rows:
+                    self._insert_one(table, row)
+        return rows
+
+    def _insert_bulk(self, store: BulkLocalStore, table: str, rows: list[dict[str, Any]]) -> None:
+        try:
+            store.insert_items(table, rows)
+        except StoreError as exc:
+            raise StoreError(f"insert_many(): an item already exists in {table!r}") from exc
+        store.add_operations(table, [(row["id"], OperationKind.INSERT, None) for row in rows])
+
+    def _insert_one(self, table: str, row: dict[str, Any]) -> None:
+        if self.store.get_item(table, row["id"]) is not None:
+            raise StoreError(
+                f"item {row['id']!r} already exists in table {table!r}; use update() to change it"
+            )
+        self.store.upsert_items(table, [row])
+        self.store.add_operation(table, row["id"], OperationKind.INSERT, None)
+
+    def update(self, table: str, item: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace (or create) the local row and queue an UPDATE; returns the stored item.
+
+        Raises:
+            QueueError: the item has a queued DELETE.
+            StoreError: the item has no valid ``id``.
+        """
+        data = _local_copy(item, generate_id=False)
+        with self.store.atomic():
+            existing = self.store.get_operation(table, data["id"])
+            decision = collapse(existing, OperationKind.UPDATE)
+            self.store.upsert_items(table, [data])
+            self._enqueue(table, data["id"], OperationKind.UPDATE, existing, decision, None)
+        return data
+
+    def delete(self, table: str, item_id: str) -> None:
+        """Delete the local row and queue a DELETE carrying a snapshot of the item.
+
+        Raises:
+            QueueError: the item has a queued DELETE, or an insert that was already attempted.
+            StoreError: no such item, or an invalid id.
+        """
+        _check_id(item_id)
+        with self.store.atomic():
+            existing = self.store.get_operation(table, item_id)
+            decision = collapse(existing, OperationKind.DELETE)
+            row = self.store.get_item(table, item_id)
+            if row is None and existing is None:
+                raise StoreError(f"no item {item_id!r} in the local table {table!r}")
+            snapshot = strip_system_properties(row or {"id": item_id}, keep_version=True)
+            self.store.delete_items(table, [item_id])
+            self._enqueue(table, item_id, OperationKind.DELETE, existing, decision, snapshot)
+
+    def _enqueue(
+        self,
+        table: str,
+        item_id: str,
+        kind: OperationKind,
+        existing: Operation | None,
+        decision: Collapse,
+        snapshot: dict[str, Any] | None,
+    ) -> None:
+        if existing is None:
+            self.store.add_operation(table, item_id, kind, snapshot)
+            return
+        # Any error recorded against the queued operation is stale once the item changes.
+        self.store.delete_error(existing.id)
+        if decision is Collapse.KEEP_EXISTING:
+            self.store.update_operation(replace(existing, version=existing.version + 1))
+            return
+        self.store.delete_operation(existing.id)
+        if decision is Collapse.REPLACE_WITH_NEW:
+            new = self.store.add_operation(table, item_id, kind, snapshot)
+            self.store.update_operation(replace(new, version=existing.version + 1))
+
+    # -- local reads ---------------------------------------------------------------------------
+    def get(self, table: str, item_id: str) -> dict[str, Any] | None:
+        """The local item, or ``None``."""
+        return self.store.get_item(table, item_id)
+
+    def query(self, table: str, query: Query | None = None) -> list[dict[str, Any]]:
+        """Local items matching ``query`` (filter, order_by, skip, top, select)."""
+        return self.store.query_items(table, query)
+
+    def count(self, table: str, query: Query | None = None) -> int:
+        """How many local items match ``query``'s filter."""
+        return self.store.count_items(table, query)
+
+    def pending_operations(self, table: str | None = None) -> list[Operation]:
+        """Every queued operation (of one table, or all), in queue order."""
+        tables = None if table is None else [table]
+        found: list[Operation] = []
+        while page := self.store.operations(
+            tables=tables, after_sequence=found[-1].sequence if found else 0
+        ):
+            found.extend(page)
+        return found
+
+    def pending_count(self, table: str | None = None) -> int:
+        """How many operations are queued (for one table, or all)."""
+        return self.store.count_operations(table)
+
+    # -- push steps ----------------------------------------------------------------------------
+    def next_operation(
+        self, after_sequence: int, tables: Sequence[str] | None = None
+    ) -> Operation | None:
+        """The first queued operation after ``after_sequence`` (optionally of some tables)."""
+        page = self.store.operations(tables=tables, after_sequence=after_sequence, limit=1)
+        return page[0] if page else None
+
+    def item_for_push(self, op: Operation) -> dict[str, Any] | None:
+        """What to send: the snapshot of a DELETE, else the current row (``None`` if gone)."""
+        if op.kind is OperationKind.DELETE:
+            return dict(op.item) if op.item is not None else {"id": op.item_id}
+        return self.store.get_item(op.table, op.item_id)
+
+    def mark_attempted(self, op: Operation) -> Operation:
+        """Persist state ATTEMPTED before the request is sent; returns ``op`` in that state.
+
+        The returned operation keeps ``op.version``: if the item was edited after ``op`` was
+        read, :meth:`complete_operation` sees the newer version and keeps the operation queued.
+
+        Raises:
+            QueueError: the operation is no longer queued (a local change cancelled it); the
+                push should skip it.
+        """
+        with self.store.atomic():
+            current = self.store.get_operation_by_id(op.id)
+            if current is None:
+                raise QueueError(
+                    f"the {op.kind.name} of item {op.item_id!r} in {op.table!r} is no longer "
+                    "queued (a local change cancelled it)"
+                )
+            self.store.update_operation(replace(current, state=OperationState.ATTEMPTED))
+        return replace(op, state=OperationState.ATTEMPTED)
+
+    def complete_operation(self, op: Operation, server_item: dict[str, Any] | None) -> None:
+        """Record a successful request: dequeue ``op`` and store the server's copy.
+
+        If the item was edited during the push (the queued version is no longer
+        ``op.version``), the operation stays queued for the newer data — an INSERT becomes an
+        UPDATE, since the server now has the item — and only the server's ``version``,
+        ``updatedAt`` and ``createdAt`` are copied into the local row.
+        """
+        with self.store.atomic():
+            self.store.delete_error(op.id)
+            current = self.store.get_operation_by_id(op.id)
+            if current is None:
+                self._stamp_replacement(op, server_item)
+            elif current.version == op.version:
+                self.store.delete_operation(op.id, version=op.version)
+                if server_item is not None and op.kind is not OperationKind.DELETE:
+                    self.store.upsert_items(op.table, [{**server_item, "id": op.item_id}])
+            else:
+                self._keep_edited(current, op, server_item)
+
+    def _keep_edited(
+        self, current: Operation, op: Operation, server_item: dict[str, Any] | None
+    ) -> None:
+        kind = OperationKind.UPDATE if op.kind is OperationKind.INSERT else current.kind
+        self.store.update_operation(replace(current, kind=kind, state=OperationState.PENDING))
+        row = self.store.get_item(op.table, op.item_id)
+        if server_item is not None and row is not None:
+            self.store.upsert_items(op.table, [{**row, **_stamps(server_item)}])
+
+    def _stamp_replacement(self, op: Operation, server_item: dict[str, Any] | None) -> None:
+        # An UPDATE replaced by a local DELETE during its push: the DELETE must carry the
+        # version the server has now, or its If-Match would fail.
+        queued = self.store.get_operation(op.table, op.item_id)
+        if server_item is None or queued is None or queued.kind is not OperationKind.DELETE:
+            return
+        snapshot = {**(queued.item or {"id": op.item_id}), **_stamps(server_item)}
+        self.store.update_operation(replace(queued, item=snapshot))
+
+    def fail_operation(self, op: Operation, error: OperationError) -> None:
+        """Record a failed request: state FAILED and ``error`` saved against the operation."""
+        with self.store.atomic():
+            current = self.store.get_operation_by_id(op.id)
+            if current is not None:
+                self.store.update_operation(replace(current, state=OperationState.FAILED))
+            self.store.save_error(error)
+
+    def errors(self) -> list[OperationError]:
+        """Every recorded push error, in queue order."""
+        return self.store.errors()
+
+    def clear_errors(self) -> None:
+        """Forget every recorded push error (the operations stay queued)."""
+        with self.store.atomic():
+            for error in self.store.errors():
+                self.store.delete_error(error.operation_id)
+
+    # -- resolutions (protocol.md §7.6) ------------------------------------------------------
+    def cancel_and_discard(self, error: OperationError) -> None:
+        """Drop the operation and its error, and delete the local item."""
+        with self.store.atomic():
+            op = self._resolvable(error, "cancelled")
+            self.store.delete_operation(op.id, version=op.version)
+            self.store.delete_error(op.id)
+            self.store.delete_items(op.table, [op.item_id])
+
+    def cancel_and_update(self, error: OperationError, item: Mapping[str, Any]) -> None:
+        """Drop the operation and its error, and store ``item`` locally as server data.
+
+        Typically ``item`` is ``error.server_item`` ("server wins"). An item marked
+        ``deleted: true`` removes the local row instead.
+        """
+        data = _server_copy(error, item)
+        with self.store.atomic():
+            op = self._resolvable(error, "cancelled")
+            self.store.delete_operation(op.id, version=op.version)
+            self.store.delete_error(op.id)
+            if data.get("deleted") is True:
+                self.store.delete_items(op.table, [op.item_id])
+            else:
+                self.store.upsert_items(op.table, [data])
+
+    def update_operation(
+        self,
+        error: OperationError,
+        item: Mapping[str, Any],
+        *,
+        kind: OperationKind | None = None,
+    ) -> None:
+        """Keep the operation with ``item`` as its data, reset to PENDING (version + 1).
+
+        Used for "client wins": ``item`` usually carries the server's ``version``. A DELETE
+        stores ``item`` as its snapshot; other kinds upsert it as the local row. ``kind``
+        changes the operation's kind (an INSERT refused with 409 can become an UPDATE).
+        """
+        data = _server_copy(error, item)
+        with self.store.atomic():
+            op = self._resolvable(error, "updated")
+            new_kind = op.kind if kind is None else OperationKind(kind)
+            is_delete = new_kind is OperationKind.DELETE
+            self.store.update_operation(
+                replace(op, kind=new_kind, state=OperationState.PENDING, version=op.version + 1,
+                        item=data if is_delete else None)
+            )  # fmt: skip
+            self.store.delete_error(op.id)
+            if is_delete:
+                self.store.delete_items(op.table, [op.item_id])
+            else:
+                self.store.upsert_items(op.table, [data])
+
+    def _resolvable(self, error: OperationError, action: str) -> Operation:
+        op = self.store.get_operation_by_id(error.operation_id)
+        if op is None or op.version != error.operation_version:
+            raise QueueError(
+                f"The operation on item {error.item_id!r} of {error.table!r} has been updated "
+                f"or removed since this error was recorded and cannot be {action}; "
+                "push again to get a fresh error."
+            )
+        return op
+
+    # -- pull ----------------------------------------------------------------------------------
+    def apply_pulled_page(
+        self,
+        table: str,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        delta_token: tuple[str, str] | None = None,
+    ) -> PageApplied:
+        """Store one pulled page and its delta token in ONE transaction (protocol.md §8.5).
+
+        Items with a pending local operation are skipped (the local change wins until it is
+        pushed); ``deleted: true`` removes the local row; the rest are upserted.
+        """
+        valid = [dict(item) for item in items if _is_pulled_item(item)]
+        with self.store.atomic():
+            pending = self._pending_ids(table, [item["id"] for item in valid])
+            fresh = [item for item in valid if item["id"] not in pending]
+            gone = [item["id"] for item in fresh if item.get("deleted") is True]
+            kept = [item for item in fresh if item.get("deleted") is not True]
+            self.store.delete_items(table, gone)
+            self.store.upsert_items(table, kept)
+            if delta_token is not None:
+                self.store.set_config(*delta_token)
+        return PageApplied(upserted=len(kept), deleted=len(gone), skipped=len(items) - len(fresh))
+
+    def _pending_ids(self, table: str, item_ids: list[str]) -> set[str]:
+        count = self.store.count_operations(table)
+        if count == 0 or not item_ids:
+            return set()
+        if count <= _PRELOAD_LIMIT:
+            ops = self.store.operations(tables=[table], limit=count)
+            return {op.item_id for op in ops}
+        return {i for i in item_ids if self.store.get_operation(table, i) is not None}
+
+    def get_delta_token(self, table: str, query_id: str) -> str | None:
+        """The stored delta token of ``(table, query_id)``, or ``None`` if never pulled."""
+        return self.store.get_config(delta_token_key(table, query_id))
+
+    def set_delta_token(self, table: str, query_id: str, value: str) -> None:
+        """Store the delta token of ``(table, query_id)``."""
+        self.store.set_config(delta_token_key(table, query_id), value)
+
+    # -- purge (protocol.md §9) ---------------------------------------------------------------
+    def purge(
+        self,
+        table: str,
+        query: Query | None = None,
+        *,
+        query_id: str | None = None,
+        force: bool = False,
+    ) -> int:
+        """Delete local rows (those matching ``query``'s filter, or all); returns the count.
+
+        Raises:
+            QueueError: the table has pending operations and ``force`` is false or the purge
+                is filtered (a filtered purge could orphan queued changes).
+        """
+        key = None if query_id is None else delta_token_key(table, query_id)
+        filter = query.filter if query is not None else None
+        with self.store.atomic():
+            if self.store.count_operations(table):
+                if not force or filter is not None:
+                    raise QueueError(_purge_refused(table, force))
+                self.store.delete_operations(table)
+            if key is not None:
+                self.store.delete_config(key)
+            return self.store.delete_matching(table, filter)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _check_id(item_id: object) -> str:
+    if not is_valid_id(item_id):
+        raise StoreError(
+            f"invalid item id {item_id!r}: ids are non-empty strings of at most 255 characters, "
+            "without control characters or any of \" + ? \\ / `, and not '.' or '..'"
+        )
+    return str(item_id)
+
+
+def _local_copy(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]:
+    """The item as it is stored by a local write (normalised through JSON, id first)."""
+    if not isinstance(item, Mapping):
+        raise StoreError(f"an item must be a mapping (dict), not {type(item).__name__}")
+    data = strip_system_properties(dict(item), keep_version=True)
+    item_id = data.pop("id", None)
+    if item_id is None and generate_id:
+        item_id = new_id()
+    elif item_id is None:
+        raise StoreError("the item has no 'id'")
+    return _normalised({"id": _check_id(item_id), **data})
+
+
+def _server_copy(error: OperationError, item: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise StoreError(f"an item must be a mapping (dict), not {type(item).__name__}")
+    if item.get("id", error.item_id) != error.item_id:
+        raise StoreError(
+            f"the resolution item has id {item.get('id')!r}, but the error is for {error.item_id!r}"
+        )
+    return _normalised({**item, "id": error.item_id})
+
+
+def _normalised(data: dict[str, Any]) -> dict[str, Any]:
+    # One JSON round trip: what the caller gets back is exactly what get() will return, and an
+    # unstorable value fails here, before any transaction starts.
+    try:
+        result: dict[str, Any] = loads(dumps(data))
+    except TypeError as exc:
+        raise StoreError(f"the item cannot be stored as JSON: {exc}") from exc
+    return result
+
+
+def _stamps(server_item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: server_item[name] for name in _SERVER_STAMPS if name in server_item}
+
+
+def _is_pulled_item(item: object) -> bool:
+    return isinstance(item, Mapping) and is_valid_id(item.get("id"))
+
+
+def _purge_refused(table: str, force: bool) -> str:
+    why = "pass force=True to discard them" if not force else "a filtered purge cannot discard them"
+    return (
+        f"The table {table!r} cannot be purged because it has pending operations; push them "
+        f"first, or {why}."
+    )
