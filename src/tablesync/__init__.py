@@ -21,18 +21,50 @@ from ._exceptions import TransportError as TransportError
 from ._exceptions import UnsupportedQueryError as UnsupportedQueryError
 from ._exceptions import UsageError as UsageError
 from ._version import __version__ as __version__
+from .client import AsyncClient as AsyncClient
+from .client import Client as Client
+from .client import ClientWins as ClientWins
+from .client import ConflictResolver as ConflictResolver
+from .client import EncryptedSQLiteStore as EncryptedSQLiteStore
+from .client import PullResult as PullResult
+from .client import PushResult as PushResult
+from .client import PushStatus as PushStatus
+from .client import RetryPolicy as RetryPolicy
+from .client import ServerWins as ServerWins
+from .client import SQLiteStore as SQLiteStore
+from .client import SyncHandler as SyncHandler
+from .client import SyncProgress as SyncProgress
+from .client import TableOperationError as TableOperationError
+from .odata import F as F
+from .odata import Query as Query
 
 __all__ = [
+    "AsyncClient",
     "AuthenticationError",
+    "Client",
+    "ClientWins",
     "ConflictError",
+    "ConflictResolver",
+    "EncryptedSQLiteStore",
+    "F",
     "NotFoundError",
     "ODataSyntaxError",
     "PullFailedError",
+    "PullResult",
     "PushFailedError",
+    "PushResult",
+    "PushStatus",
+    "Query",
     "QueryError",
     "QueueError",
+    "RetryPolicy",
+    "SQLiteStore",
     "ServerError",
+    "ServerWins",
     "StoreError",
+    "SyncHandler",
+    "SyncProgress",
+    "TableOperationError",
     "TableSyncError",
     "TransportError",
     "UnsupportedQueryError",

@@ -1,0 +1,159 @@
+"""``AsyncClient``: the asyncio/trio mirror of ``Client``, driving the same flows."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import httpx
+
+from .._exceptions import TransportError
+from ..protocol import ApiVersion
+from ._client import DEFAULT_TIMEOUT, AuthArg, BaseClient
+from ._conflicts import ResolveFunction, SyncHandler
+from ._flows import Flow
+from ._http import check_table_name
+from ._progress import ProgressCallback
+from ._results import PushResult
+from ._retry import FetchToken, RetryPolicy, Sleep
+from ._store import LocalStore
+from ._tables import AsyncSyncTable, AsyncTable
+
+if TYPE_CHECKING:
+    from typing import Self
+
+T = TypeVar("T")
+
+
+class AsyncClient(BaseClient):
+    """The asynchronous tablesync client: same methods as :class:`Client`, awaited.
+
+    ```python
+    from tablesync import AsyncClient, SQLiteStore
+
+    async with AsyncClient("https://example.org", store=SQLiteStore("app.db")) as client:
+        todo = client.sync_table("todoitem")
+        await todo.insert({"text": "milk"})
+        await client.push()
+        await todo.pull(query_id="all")
+    ```
+
+    Local store calls run inline on the event loop: they are short SQLite transactions.
+    ``auth`` may also be an async callable returning a token. Other arguments are those of
+    :class:`Client`, with ``http`` an ``httpx.AsyncClient``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store: LocalStore | None = None,
+        api_version: str | ApiVersion = "3.0.0",
+        http: httpx.AsyncClient | None = None,
+        auth: AuthArg = None,
+        token_header: str = "Authorization",
+        conflict_handler: SyncHandler | ResolveFunction | None = None,
+        retry: RetryPolicy | bool = True,
+        page_size: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            store=store,
+            api_version=api_version,
+            auth=auth,
+            token_header=token_header,
+            conflict_handler=conflict_handler,
+            retry=retry,
+            page_size=page_size,
+            headers=headers,
+        )
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this client made it. The store stays open (it is yours)."""
+        if not self._closed and self._owns_http:
+            await self._http.aclose()
+        self._closed = True
+
+    def table(self, name: str) -> AsyncTable:
+        """An online table: every call is a request."""
+        return AsyncTable(self, check_table_name(name))
+
+    def sync_table(self, name: str) -> AsyncSyncTable:
+        """A table kept in the local store, synced by push and pull."""
+        self.context  # noqa: B018  -- fail now, not at first use, without a store
+        return AsyncSyncTable(self, check_table_name(name))
+
+    async def push(
+        self, *, tables: Sequence[str] | None = None, progress: ProgressCallback | None = None
+    ) -> PushResult:
+        """Send the queued operations; see :meth:`Client.push`."""
+        return await self._run(self._push_flow(tables, progress))
+
+    # -- the driver ----------------------------------------------------------------------------
+    async def _run(self, flow: Flow[T]) -> T:
+        """Drive a sans-I/O flow: send what it yields, throw transport failures into it."""
+        try:
+            request = next(flow)
+            while True:
+                try:
+                    response = await self._send(request)
+                except TransportError as exc:
+                    request = flow.throw(exc)
+                else:
+                    request = flow.send(response)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            flow.close()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        steps = self._steps(request)
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, Sleep):
+                    await anyio.sleep(step.seconds)
+                    step = steps.send(None)
+                elif isinstance(step, FetchToken):
+                    step = steps.send(await self._fetch_token(step.refresh))
+                else:
+                    try:
+                        response = await self._http.send(step.request, auth=self._auth_arg())
+                    except httpx.RequestError as exc:
+                        step = steps.throw(exc)
+                    else:
+                        step = steps.send(response)
+        except StopIteration as done:
+            final: httpx.Response = done.value
+            return final
+
+    def _auth_arg(self) -> Any:
+        return self._http_auth if self._http_auth is not None else httpx.USE_CLIENT_DEFAULT
+
+    async def _fetch_token(self, refresh: bool) -> str:
+        cached = self._cached_token(refresh)
+        if cached is not None:
+            return cached
+        assert self._token_provider is not None
+        token = self._token_provider(refresh=refresh)
+        if inspect.isawaitable(token):
+            token = await token
+        return self._keep_token(token)

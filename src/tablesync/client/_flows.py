@@ -1,0 +1,517 @@
+"""Push and pull, written once as sans-I/O flows.
+
+A flow is a generator that yields the ``httpx.Request`` it needs sent and receives the
+``httpx.Response`` (transport failures, after retries, are thrown into it as
+``TransportError``). ``Client._run`` and ``AsyncClient._run`` drive the same flows, so push
+and pull behave identically in both clients, and the tests drive them with scripted
+responses and no network at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from .._exceptions import (
+    AuthenticationError,
+    ConflictError,
+    PullFailedError,
+    PushFailedError,
+    QueueError,
+    StoreError,
+    TransportError,
+    UnsupportedQueryError,
+    UsageError,
+)
+from ..protocol import (
+    ApiVersion,
+    dumps,
+    format_datetime,
+    parse_datetime,
+    strip_system_properties,
+)
+from ..protocol.dates import EPOCH
+from ._conflicts import OperationFlow, OperationOutcome, PushOperation, Sender, SyncHandler
+from ._context import delta_token_key
+from ._http import (
+    Page,
+    RequestBuilder,
+    as_item,
+    check_table_name,
+    decode_body,
+    error_for_response,
+    parse_page,
+)
+from ._paging import PageCursor, QueryParams, include_deleted_param, query_params
+from ._progress import ProgressCallback, SyncPhase, SyncProgress, report
+from ._results import PullResult, PushResult, PushStatus, TableOperationError
+from ._store import Operation, OperationError, OperationKind
+
+if TYPE_CHECKING:
+    from ..odata import Query
+    from ._context import SyncContext
+
+T = TypeVar("T")
+Flow = Generator[httpx.Request, httpx.Response, T]
+
+_ABORTS: tuple[tuple[type[Exception], PushStatus], ...] = (
+    (TransportError, PushStatus.CANCELLED_BY_NETWORK_ERROR),
+    (AuthenticationError, PushStatus.CANCELLED_BY_AUTHENTICATION_ERROR),
+    (StoreError, PushStatus.CANCELLED_BY_STORE_ERROR),
+)
+
+
+def push_flow(
+    context: SyncContext,
+    builder: RequestBuilder,
+    handler: SyncHandler,
+    *,
+    tables: list[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Flow[PushResult]:
+    """Push queued operations in queue order; raise ``PushFailedError`` if any is left.
+
+    Per-operation failures are recorded and the push goes on; a transport error (after
+    retries), a 401 (after a token refresh), a store error or a handler crash stops it with
+    the current operation left queued, to be resumed by the next push.
+    """
+    total = _pending(context, tables)
+    status, cause, completed, attempted, after = PushStatus.COMPLETE, None, 0, 0, 0
+    report(progress, SyncProgress(SyncPhase.PUSH, None, 0, total))
+    while True:
+        try:
+            op = context.next_operation(after, tables)
+            if op is None:
+                break
+            after = op.sequence
+            completed += yield from _push_one(context, builder, handler, op)
+        except Exception as exc:
+            status, cause = _abort_status(exc), exc
+            break
+        attempted += 1
+        report(progress, SyncProgress(SyncPhase.PUSH, op.table, attempted, total))
+    return _finish_push(context, handler, status, completed, cause)
+
+
+def _pending(context: SyncContext, tables: list[str] | None) -> int:
+    if tables is None:
+        return context.pending_count()
+    return sum(context.pending_count(table) for table in tables)
+
+
+def _abort_status(exc: Exception) -> PushStatus:
+    for kind, status in _ABORTS:
+        if isinstance(exc, kind):
+            return status
+    return PushStatus.INTERNAL_ERROR
+
+
+def _push_one(
+    context: SyncContext, builder: RequestBuilder, handler: SyncHandler, op: Operation
+) -> Generator[httpx.Request, httpx.Response, int]:
+    """Push one operation; 1 if the server took it, else 0 (error recorded)."""
+    item = context.item_for_push(op)
+    if item is None and op.kind is not OperationKind.DELETE:
+        # The row vanished under the queue (NC records this with no status).
+        missing = {"id": op.item_id}
+        context.fail_operation(op, _operation_error(op, missing, OperationOutcome(None)))
+        return 0
+    try:
+        op = context.mark_attempted(op)
+    except QueueError:
+        return 0  # a local change cancelled the operation since it was read: nothing to send
+    send = operation_sender(builder, op)
+    outcome = yield from handler.execute_operation(PushOperation(op, item), send)
+    _record(context, op, item, outcome)
+    return 1 if outcome.ok else 0
+
+
+def _record(
+    context: SyncContext, op: Operation, item: dict[str, Any] | None, outcome: OperationOutcome
+) -> None:
+    server_item = outcome.server_item
+    if outcome.accept_server and server_item is not None:
+        # "Server wins" goes through the same resolution a user would call, atomically.
+        error = _operation_error(op, item, outcome)
+        with context.store.atomic():
+            context.fail_operation(op, error)
+            context.cancel_and_update(error, server_item)  # a tombstone deletes the row
+    elif outcome.ok:
+        keep = server_item if op.kind is not OperationKind.DELETE else None
+        context.complete_operation(op, keep)
+    else:
+        context.fail_operation(op, _operation_error(op, item, outcome))
+
+
+def _operation_error(
+    op: Operation, item: dict[str, Any] | None, outcome: OperationOutcome
+) -> OperationError:
+    raw = None
+    if outcome.error is not None and outcome.error.body is not None:
+        body = outcome.error.body
+        raw = body if isinstance(body, str) else dumps(body).decode()
+    return OperationError(
+        operation_id=op.id,
+        operation_version=op.version,
+        kind=op.kind,
+        table=op.table,
+        item_id=op.item_id,
+        status=outcome.status,
+        item=item,
+        server_item=outcome.server_item,
+        raw_result=raw,
+    )
+
+
+def _finish_push(
+    context: SyncContext,
+    handler: SyncHandler,
+    status: PushStatus,
+    completed: int,
+    cause: Exception | None,
+) -> PushResult:
+    errors = [TableOperationError(error, context) for error in context.errors()]
+    handler.on_push_complete(PushResult(status, errors, completed))
+    # Errors belong to this push: the failed operations stay queued and are retried by the
+    # next push, so stale error rows would only confuse it (AMA issue #809).
+    context.clear_errors()
+    result = PushResult(status, [e for e in errors if not e.handled], completed)
+    if result.ok:
+        return result
+    raise PushFailedError(_summary(result, cause), result=result) from cause
+
+
+def _summary(result: PushResult, cause: Exception | None) -> str:
+    parts = [f"push ended with status {result.status.name}"]
+    if result.errors:
+        parts.append(f"{len(result.errors)} operation(s) failed")
+    if cause is not None:
+        parts.append(str(cause) or type(cause).__name__)
+    return "; ".join(parts)
+
+
+# -- sending one operation -------------------------------------------------------------------
+
+
+def operation_sender(builder: RequestBuilder, op: Operation) -> Sender:
+    """The ``send`` a handler calls: each call sends ``op`` once, as ``item``."""
+    sends = 0
+
+    def send(item: Mapping[str, Any] | None, *, kind: OperationKind | None = None) -> OperationFlow:
+        nonlocal sends
+        kind = op.kind if kind is None else kind
+        # The first request of an operation version is keyed by the op id, so a retry of a
+        # lost response is answered from the server's record; a *different* request (a
+        # handler's resend, an edited operation) needs a key of its own.
+        key = op.id if (op.version, sends) == (1, 0) else f"{op.id}.{op.version}.{sends}"
+        sends += 1
+        body = dict(item) if item is not None else None
+        request = _operation_request(builder, op, kind, body, key)
+        response = yield request
+        return classify(response, kind, body)
+
+    return send
+
+
+def _operation_request(
+    builder: RequestBuilder,
+    op: Operation,
+    kind: OperationKind,
+    item: dict[str, Any] | None,
+    key: str,
+) -> httpx.Request:
+    version = (item or {}).get("version")
+    version = version if isinstance(version, str) else None
+    if kind is OperationKind.INSERT:
+        body = strip_system_properties(item or {"id": op.item_id})
+        url = builder.table_url(op.table)
+        return builder.build("POST", url, json=body, idempotency_key=key)
+    url = builder.item_url(op.table, op.item_id)
+    if kind is OperationKind.DELETE:
+        return builder.build("DELETE", url, version=version, idempotency_key=key)
+    if builder.api_version is ApiVersion.V2:
+        body = strip_system_properties(item or {})
+        return builder.build("PATCH", url, json=body, version=version, idempotency_key=key)
+    body = strip_system_properties(item or {}, keep_version=True)
+    return builder.build("PUT", url, json=body, version=version, idempotency_key=key)
+
+
+def classify(
+    response: httpx.Response, kind: OperationKind, sent: Mapping[str, Any] | None
+) -> OperationOutcome:
+    """What a response to an operation means; raises ``AuthenticationError`` on 401."""
+    status = response.status_code
+    if response.is_success:
+        item = as_item(decode_body(response), response)
+        return OperationOutcome(status, item if kind is not OperationKind.DELETE else None)
+    if kind is OperationKind.DELETE and status in (404, 410):
+        return OperationOutcome(status)  # already gone: what the delete wanted
+    error = error_for_response(response)
+    if isinstance(error, AuthenticationError):
+        raise error
+    server_item = error.server_item if isinstance(error, ConflictError) else None
+    if server_item is not None and _is_own_write(kind, status, sent, server_item):
+        # Our earlier attempt was applied but its response was lost (a server without the
+        # Idempotency-Key extension answers the retry with a conflict): it is a success.
+        return OperationOutcome(status, server_item)
+    return OperationOutcome(status, server_item, error)
+
+
+def _is_own_write(
+    kind: OperationKind, status: int, sent: Mapping[str, Any] | None, server: dict[str, Any]
+) -> bool:
+    expected = (kind is OperationKind.INSERT and status == 409) or (
+        kind is OperationKind.UPDATE and status == 412
+    )
+    # A server entity carries a version; an echo of our own body (the Node server's 409)
+    # does not, and proves nothing.
+    if not expected or sent is None or "version" not in server or server.get("deleted") is True:
+        return False
+    fields = strip_system_properties(dict(sent))
+    return all(key in server and same_value(value, server[key]) for key, value in fields.items())
+
+
+def same_value(local: Any, remote: Any) -> bool:
+    """Equality as the wire sees it: ``1 == 1.0``, and dates compared as instants."""
+    if isinstance(local, bool) or isinstance(remote, bool):
+        return local is remote
+    if local == remote:
+        return True
+    if isinstance(local, str) and isinstance(remote, str):
+        try:
+            return parse_datetime(local) == parse_datetime(remote)
+        except ValueError:
+            return False
+    return False
+
+
+def pull_required_push(
+    context: SyncContext,
+    builder: RequestBuilder,
+    handler: SyncHandler,
+    table: str,
+    progress: ProgressCallback | None,
+) -> Flow[PushResult | None]:
+    """The implicit push before a pull: the whole context, if ``table`` has pending ops."""
+    if not context.pending_count(table):
+        return None
+    try:
+        return (yield from push_flow(context, builder, handler, progress=progress))
+    except PushFailedError as exc:
+        raise PullFailedError(
+            f"pulling {table!r} needs its pending operations pushed first, and the push failed: "
+            f"{exc}"
+        ) from exc
+
+
+# -- pull ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tally:
+    pages: int = 0
+    received: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    skipped: int = 0
+
+    def add(self, page: Page, applied: Any) -> None:
+        self.pages += 1
+        self.received += len(page.items) + page.skipped
+        self.upserted += applied.upserted
+        self.deleted += applied.deleted
+        self.skipped += applied.skipped + page.skipped
+
+    def result(self, table: str, query_id: str | None, push: PushResult | None) -> PullResult:
+        return PullResult(
+            table,
+            query_id,
+            self.pages,
+            self.received,
+            self.upserted,
+            self.deleted,
+            self.skipped,
+            push,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PullSpec:
+    """What to pull: the table, the user's query, the incremental query id, the page size."""
+
+    table: str
+    query: Query | None = None
+    query_id: str | None = None
+    page_size: int = 50
+
+
+def pull_flow(
+    context: SyncContext,
+    builder: RequestBuilder,
+    handler: SyncHandler,
+    spec: PullSpec,
+    progress: ProgressCallback | None = None,
+) -> Flow[PullResult]:
+    """Pull ``spec.table`` into the store: incremental with a query id, else everything.
+
+    Pending operations of the table are pushed first (the whole context); a failed push fails
+    the pull with ``PullFailedError``. Each page is applied in one store transaction together
+    with the delta token it earns, so an interrupted pull resumes where it stopped.
+    """
+    params = _checked_pull_params(spec, builder.api_version)
+    push = yield from pull_required_push(context, builder, handler, spec.table, progress)
+    tally = _Tally()
+    if spec.query_id is None:
+        yield from _full_pull(context, builder, spec, params, tally, progress)
+    else:
+        yield from _incremental_pull(context, builder, spec, params, tally, progress)
+    result = tally.result(spec.table, spec.query_id, push)
+    handler.on_pull_complete(result)
+    return result
+
+
+def _checked_pull_params(spec: PullSpec, version: ApiVersion) -> QueryParams:
+    check_table_name(spec.table)
+    if spec.page_size < 1:
+        raise UsageError(f"page_size must be at least 1, not {spec.page_size}")
+    if spec.query_id is not None:
+        check_query_id(spec.query_id)
+    params = query_params(spec.query, version)
+    if params.get("$select") is not None:
+        raise UnsupportedQueryError("a pull cannot use $select: the store keeps whole items")
+    if spec.query_id is not None and (
+        params.skip or params.top is not None or params.get("$orderby") is not None
+    ):
+        raise UnsupportedQueryError(
+            "an incremental pull (query_id given) orders and pages by itself: "
+            "remove order_by, skip and top from its query"
+        )
+    return params
+
+
+def check_query_id(query_id: str) -> str:
+    """A query id names a delta token: non-empty, under 255 characters, without ``|``."""
+    if not isinstance(query_id, str) or not query_id or len(query_id) >= 255 or "|" in query_id:
+        raise UnsupportedQueryError(
+            f"invalid query_id {query_id!r}: use 1 to 254 characters, without '|'"
+        )
+    return query_id
+
+
+def _apply(
+    context: SyncContext,
+    spec: PullSpec,
+    page: Page,
+    tally: _Tally,
+    progress: ProgressCallback | None,
+    token: tuple[str, str] | None = None,
+) -> None:
+    applied = context.apply_pulled_page(spec.table, page.items, delta_token=token)
+    tally.add(page, applied)
+    report(progress, SyncProgress(SyncPhase.PULL, spec.table, tally.received, None))
+
+
+def _full_pull(
+    context: SyncContext,
+    builder: RequestBuilder,
+    spec: PullSpec,
+    params: QueryParams,
+    tally: _Tally,
+    progress: ProgressCallback | None,
+) -> Flow[None]:
+    # Tombstones come too, so rows deleted on the server disappear locally.
+    plain = [*params.without("__includedeleted"), include_deleted_param(builder.api_version)]
+    cursor = PageCursor(
+        builder, spec.table, plain, page_size=spec.page_size, skip=params.skip, top=params.top
+    )
+    while (request := cursor.request()) is not None:
+        page = parse_page((yield request))
+        _apply(context, spec, page, tally, progress)
+        cursor.advance(page)
+
+
+def _incremental_pull(
+    context: SyncContext,
+    builder: RequestBuilder,
+    spec: PullSpec,
+    params: QueryParams,
+    tally: _Tally,
+    progress: ProgressCallback | None,
+) -> Flow[None]:
+    """``updatedAt ge <token>`` ordered by ``updatedAt``, re-based when the maximum grows.
+
+    When a page does not raise the maximum ``updatedAt`` (every row shares one timestamp),
+    ``$skip`` moves past it instead, so ties never repeat endlessly nor get lost, even
+    against servers whose timestamps are not unique. The stored token is the largest
+    ``updatedAt`` applied: with ``ge``, rows sharing it are fetched again, never skipped.
+    """
+    assert spec.query_id is not None
+    key = delta_token_key(spec.table, spec.query_id)
+    stored = context.get_delta_token(spec.table, spec.query_id)
+    bound = _parse_token(stored)
+    skip = 0
+    while True:
+        request = builder.build(
+            "GET",
+            builder.table_url(spec.table),
+            params=incremental_params(params, builder.api_version, bound, skip, spec.page_size),
+            query=True,
+        )
+        page = parse_page((yield request))
+        if not page.items and not page.skipped:
+            tally.pages += 1
+            return
+        newest = max((_updated_at(item) for item in page.items), default=bound)
+        grew = newest > bound
+        token = (key, format_datetime(newest)) if grew else None
+        _apply(context, spec, page, tally, progress, token)
+        bound, skip = (newest, 0) if grew else (bound, skip + len(page.items) + page.skipped)
+
+
+def _parse_token(value: str | None) -> dt.datetime:
+    if not value:
+        return EPOCH
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return EPOCH  # an unreadable token costs one full re-download, nothing worse
+
+
+def _updated_at(item: Mapping[str, Any]) -> dt.datetime:
+    value = item.get("updatedAt")
+    if isinstance(value, str):
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            pass
+    return EPOCH  # as the official clients do: a row without a usable stamp counts as epoch
+
+
+def incremental_params(
+    params: QueryParams, version: ApiVersion, bound: dt.datetime, skip: int, top: int
+) -> list[tuple[str, str]]:
+    """The parameters of one incremental page."""
+    condition = f"updatedAt ge {datetime_literal(bound, version)}"
+    user_filter = params.get("$filter")
+    text = f"({user_filter}) and ({condition})" if user_filter else condition
+    rest = params.without("$filter", "$orderby", "__includedeleted")
+    return [
+        ("$filter", text),
+        ("$orderby", "updatedAt"),
+        ("$skip", str(skip)),
+        ("$top", str(top)),
+        include_deleted_param(version),
+        *rest,
+    ]
+
+
+def datetime_literal(value: dt.datetime, version: ApiVersion) -> str:
+    """A date/time literal of each OData dialect, at millisecond precision in UTC."""
+    text = format_datetime(value)
+    if version is ApiVersion.V2:
+        return f"datetimeoffset'{text}'"
+    return f"cast({text},Edm.DateTimeOffset)"

@@ -1,0 +1,292 @@
+"""Building protocol requests and reading responses: URLs, headers, pages, links, errors.
+
+Pure functions over ``httpx.Request`` / ``httpx.Response``; nothing here sends anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .._exceptions import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    ServerError,
+    UsageError,
+)
+from ..protocol import ApiVersion, dumps, etag_from_version, is_valid_id, loads, version_from_etag
+from ..protocol.headers import API_VERSION_HEADER, IDEMPOTENCY_HEADER, OPTIONS_HEADER
+
+_LINK = re.compile(r'<?\s*(?P<url>[^<>;]*?)\s*>?\s*;\s*rel\s*=\s*"?(?P<rel>[\w.-]+)"?', re.I)
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+
+Params = Sequence[tuple[str, str]]
+
+
+def parse_api_version_arg(value: str | ApiVersion) -> ApiVersion:
+    """Accept ``"3.0.0"``, ``"2.0.0"`` (or ``"3.0"``, ``3``) and ``ApiVersion`` members."""
+    if isinstance(value, ApiVersion):
+        return value
+    text = str(value).strip()
+    if re.fullmatch(r"[23](\.0(\.\d+)?)?", text):
+        return ApiVersion(int(text[0]))
+    raise UsageError(f"api_version must be '2.0.0' or '3.0.0', not {value!r}")
+
+
+def check_table_name(name: str) -> str:
+    """Validate a table name: letters, digits, ``_ . -``, not starting with a digit."""
+    if not isinstance(name, str) or not _TABLE_NAME.match(name):
+        raise UsageError(f"invalid table name {name!r}: use letters, digits, '_', '.' or '-'")
+    return name
+
+
+def check_item_id(item_id: object) -> str:
+    """Validate an item id by the rules every official SDK shares."""
+    if not is_valid_id(item_id):
+        raise UsageError(f"invalid item id {item_id!r}")
+    assert isinstance(item_id, str)
+    return item_id
+
+
+class RequestBuilder:
+    """Makes the requests of one service: base URL, API version, standard headers."""
+
+    def __init__(
+        self, base_url: str, api_version: ApiVersion, headers: Mapping[str, str] | None = None
+    ) -> None:
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(f"the service URL must be an absolute http(s) URL, not {base_url!r}")
+        # A trailing slash makes "tables/x" resolve *under* any path prefix of the service.
+        path = url.path if url.path.endswith("/") else url.path + "/"
+        self.base_url = url.copy_with(path=path, query=None, fragment=None)
+        self.api_version = api_version
+        self.headers = dict(headers or {})
+
+    def table_url(self, table: str) -> httpx.URL:
+        """``<base>/tables/<table>``."""
+        return self.base_url.join("tables/" + quote(check_table_name(table), safe=""))
+
+    def item_url(self, table: str, item_id: str) -> httpx.URL:
+        """``<base>/tables/<table>/<id>``, the id percent-encoded exactly once."""
+        return self.base_url.join(
+            f"tables/{quote(check_table_name(table), safe='')}/{quote(item_id, safe='')}"
+        )
+
+    def build(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        version: str | None = None,
+        idempotency_key: str | None = None,
+        query: bool = False,
+    ) -> httpx.Request:
+        """One request with the protocol headers; ``version`` becomes ``If-Match``."""
+        headers = {
+            API_VERSION_HEADER: self.api_version.header_value,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip",
+            **self.headers,
+        }
+        content = None
+        if json is not None:
+            content = dumps(json)
+            headers["Content-Type"] = "application/json"
+        if version:
+            headers["If-Match"] = etag_from_version(version)
+        if idempotency_key:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
+        if query and self.api_version is ApiVersion.V3:
+            # A path-only nextLink survives reverse proxies that rewrite the host.
+            headers[OPTIONS_HEADER] = "nextLink=path"
+        return httpx.Request(
+            method, url, params=list(params) if params else None, content=content, headers=headers
+        )
+
+
+# -- responses ---------------------------------------------------------------------------
+
+
+def decode_body(response: httpx.Response) -> Any:
+    """The JSON body, the text when it is not JSON, or ``None`` when empty."""
+    if not response.content:
+        return None
+    try:
+        return loads(response.content)
+    except ValueError:
+        return response.text
+
+
+def _etag_version(response: httpx.Response) -> str | None:
+    etag = response.headers.get("ETag")
+    if not etag:
+        return None
+    try:
+        return version_from_etag(etag)
+    except ValueError:
+        return None
+
+
+def as_item(body: Any, response: httpx.Response) -> dict[str, Any] | None:
+    """``body`` as an item if it is an object with an id; the ETag wins over its version."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        return None
+    item: dict[str, Any] = dict(body)
+    version = _etag_version(response)
+    if version is not None:
+        item["version"] = version
+    return item
+
+
+def item_from_response(response: httpx.Response) -> dict[str, Any]:
+    """The item a successful single-item response carries; ``ServerError`` if it is not one."""
+    item = as_item(decode_body(response), response)
+    if item is None:
+        raise ServerError(
+            f"{_what(response)} answered {response.status_code} without an item in the body",
+            status_code=response.status_code,
+            body=decode_body(response),
+        )
+    return item
+
+
+def _what(response: httpx.Response) -> str:
+    request = response.request
+    return f"{request.method} {request.url.copy_with(query=None)}"
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "message", "title", "detail"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:200]
+    return "no detail"
+
+
+def error_for_response(response: httpx.Response) -> ServerError:
+    """The exception of the tree that matches an error response."""
+    status, body = response.status_code, decode_body(response)
+    message = f"{_what(response)} failed with {status}: {_message(body)}"
+    if status in (409, 412):
+        return ConflictError(
+            message, status_code=status, body=body, server_item=as_item(body, response)
+        )
+    if status == 401:
+        return AuthenticationError(message, status_code=status, body=body)
+    if status in (404, 410):
+        return NotFoundError(message, status_code=status, body=body)
+    return ServerError(message, status_code=status, body=body)
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    """Return ``response`` when it is a success (2xx), else raise its mapped error."""
+    if not response.is_success:
+        raise error_for_response(response)
+    return response
+
+
+# -- pages and links -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a query response."""
+
+    items: list[dict[str, Any]]
+    count: int | None
+    """The filtered total, when it was asked for."""
+    next_link: str | None
+    """The server's next-page link (v3 ``nextLink`` or the v2 ``Link`` header), unresolved."""
+    skipped: int = 0
+    """Entries of the page that were not objects with an id."""
+
+
+def parse_page(response: httpx.Response) -> Page:
+    """Read any page shape: bare array, ``{"results","count"}``, ``{"items","count","nextLink"}``.
+
+    A lone object is one item (as the official .NET client reads it).
+    """
+    check(response)
+    body = decode_body(response)
+    count: Any = None
+    link: Any = None
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        rows, count, link = body["items"], body.get("count"), body.get("nextLink")
+    elif isinstance(body, dict) and isinstance(body.get("results"), list):
+        rows, count = body["results"], body.get("count")
+    elif isinstance(body, dict) and "id" in body:
+        rows = [body]
+    elif isinstance(body, list):
+        rows = body
+    else:
+        raise ServerError(
+            f"{_what(response)} answered {response.status_code} with a body that is not a page",
+            status_code=response.status_code,
+            body=body,
+        )
+    items = [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+    if not isinstance(link, str) or not link.strip():
+        link = next_link_header(response.headers.get_list("Link"))
+    return Page(
+        items=items,
+        count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        next_link=link,
+        skipped=len(rows) - len(items),
+    )
+
+
+def next_link_header(values: Sequence[str]) -> str | None:
+    """The ``rel=next`` URL of ``Link`` headers, with or without angle brackets."""
+    for value in values:
+        for match in _LINK.finditer(value):
+            if match["rel"].lower() == "next" and match["url"]:
+                return match["url"]
+    return None
+
+
+def resolve_next_link(link: str, table_url: httpx.URL) -> httpx.URL:
+    """The URL of the next page from an absolute URL, a path or a bare query string.
+
+    A link that does not point at this table (the Node server's ``Link`` loses the port and
+    the ``/tables/<name>`` path; a proxy may rewrite the host) keeps only its query, re-based
+    onto the table URL: the query string is what carries the paging.
+    """
+    link = link.strip()
+    head = link.split("?", 1)[0]
+    if "://" in head:
+        target = httpx.URL(link)
+    elif link.startswith("/"):
+        target = table_url.join(link)
+    else:
+        return table_url.copy_with(query=link.lstrip("?").encode())
+    if _same_resource(target, table_url):
+        return target
+    return table_url.copy_with(query=target.query or None)
+
+
+def _same_resource(url: httpx.URL, table_url: httpx.URL) -> bool:
+    return (
+        url.scheme == table_url.scheme
+        and url.host == table_url.host
+        and url.port == table_url.port
+        and url.path.rstrip("/").lower() == table_url.path.rstrip("/").lower()
+    )
+
+
+def query_param(url: httpx.URL, name: str) -> str | None:
+    """A query parameter of ``url`` (name matched case-insensitively)."""
+    for key, value in url.params.multi_items():
+        if key.lower() == name.lower():
+            return value
+    return None
