@@ -19,6 +19,21 @@ MOVIE_COLUMNS = {
 }
 
 
+class RequestLog:
+    """ASGI middleware that records ``(method, path?query)`` of every HTTP request it passes on."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = scope["path"] + (f"?{query}" if query else "")
+            self.requests.append((scope["method"], target))
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class TablesyncServer:
     """A running tablesync server."""
@@ -27,6 +42,12 @@ class TablesyncServer:
     thread: threading.Thread
     port: int
     app: Any
+    log: RequestLog
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        """``(method, raw path?query)`` of every request served so far, in order."""
+        return self.log.requests
 
     @property
     def url(self) -> str:
@@ -69,8 +90,9 @@ def start_tablesync_server(
         dynamic_schema=dynamic_schema,
         **options,
     )
+    log = RequestLog(app)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")
+    config = uvicorn.Config(log, host="127.0.0.1", port=port, log_level="warning", ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -80,4 +102,4 @@ def start_tablesync_server(
             server.should_exit = True
             raise RuntimeError(f"tablesync's server did not start on port {port}")
         time.sleep(0.02)
-    return TablesyncServer(server, thread, port, app)
+    return TablesyncServer(server, thread, port, app, log)
