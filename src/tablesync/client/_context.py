@@ -449,6 +449,9 @@ def _local_copy(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]
     """The item as it is stored by a local write (normalised through JSON, id first)."""
     if not isinstance(item, Mapping):
         raise StoreError(f"an item must be a mapping (dict), not {type(item).__name__}")
+    bad_keys = [key for key in item if not isinstance(key, str)]
+    if bad_keys:
+        raise StoreError(f"the item cannot be stored as JSON: non-string key {bad_keys[0]!r}")
     data = strip_system_properties(dict(item), keep_version=True)
     item_id = data.pop("id", None)
     if item_id is None and generate_id:

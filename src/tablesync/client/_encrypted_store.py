@@ -53,7 +53,7 @@ class EncryptedSQLiteStore(SQLiteStore):
 
     def _connect(self) -> Any:
         dbapi = _sqlcipher()
-        self._db_error = dbapi.Error
+        self._dbapi = dbapi
         conn = dbapi.connect(
             self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
         )
