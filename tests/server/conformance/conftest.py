@@ -89,7 +89,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         path: Path = tmp_path_factory.mktemp("conformance") / "conformance.db"
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_database_factory")()
+    _skip_commit_flush(url)
     return url
+
+
+def _skip_commit_flush(url: str) -> None:
+    """Let commits of this throwaway database return before the WAL reaches the disk.
+
+    Only durability across a PostgreSQL crash is given up; what every other session sees is
+    unchanged. It makes the per-row loading several times faster.
+    """
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
 
 
 @pytest.fixture(scope="session")
