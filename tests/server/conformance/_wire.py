@@ -109,6 +109,15 @@ def assert_entity(response: httpx.Response, version: str, *expected: int) -> dic
     return body
 
 
+def get_json(
+    http: httpx.Client, url: str, version: str, headers: Mapping[str, str] | None = None
+) -> Any:
+    """GET ``url``, require a 200, and return the decoded body."""
+    response = call(http, "GET", url, version, headers=headers)
+    assert_status(response, 200)
+    return response.json()
+
+
 def next_link_v2(response: httpx.Response) -> str | None:
     """The URL of a v2 ``Link: url; rel=next`` header, asserting its bracket-less form."""
     link = response.headers.get("link")

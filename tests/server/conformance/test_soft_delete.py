@@ -19,6 +19,7 @@ from ._wire import (
     etag_of,
     fetch_all,
     find,
+    get_json,
     ids,
     item_url,
     new_id,
@@ -57,10 +58,10 @@ def test_v3_include_deleted_false_keeps_them_hidden(server: Any) -> None:
 
 
 def test_counts_follow_the_switch(server: Any) -> None:
-    plain = call(server.http, "GET", "/tables/soft_movies?$count=true", "3").json()
-    every = call(server.http, "GET", "/tables/soft_movies?$count=true&__includedeleted=true", "3")
+    plain = get_json(server.http, "/tables/soft_movies?$count=true", "3")
+    every = get_json(server.http, "/tables/soft_movies?$count=true&__includedeleted=true", "3")
     assert plain["count"] == len(server.soft_visible)
-    assert every.json()["count"] == len(server.movies)
+    assert every["count"] == len(server.movies)
 
 
 def test_filter_on_deleted_column(server: Any) -> None:
