@@ -426,7 +426,13 @@ def _full_pull(
     # Tombstones come too, so rows deleted on the server disappear locally.
     plain = [*params.without("__includedeleted"), include_deleted_param(builder.api_version)]
     cursor = PageCursor(
-        builder, spec.table, plain, page_size=spec.page_size, skip=params.skip, top=params.top
+        builder,
+        spec.table,
+        plain,
+        page_size=spec.page_size,
+        skip=params.skip,
+        top=params.top,
+        until_empty=True,
     )
     while (request := cursor.request()) is not None:
         page = parse_page((yield request))

@@ -85,7 +85,9 @@ class PageCursor:
     """Walks every page of one query, however the server pages.
 
     Call :meth:`request` for the next request (``None`` when done) and :meth:`advance` with
-    the page that came back.
+    the page that came back. With ``until_empty`` (pulls), a short page without a link does
+    not end the walk: only an empty page does, as the official .NET client pulls, which also
+    copes with servers that cap pages below ``$top`` without saying so.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class PageCursor:
         page_size: int,
         skip: int = 0,
         top: int | None = None,
+        until_empty: bool = False,
     ) -> None:
         self._builder = builder
         self._table_url = builder.table_url(table)
@@ -108,6 +111,7 @@ class PageCursor:
         self._link: httpx.URL | None = None
         self._batch_top = 0
         self._batch_read = 0
+        self._until_empty = until_empty
         self.done = top == 0
 
     def request(self) -> httpx.Request | None:
@@ -141,4 +145,4 @@ class PageCursor:
             # No link: the server stopped linking. If it served all we asked for in the last
             # explicit request, more rows may remain: ask again from where we are.
             self._link = None
-            self.done = self._batch_read < self._batch_top
+            self.done = self._batch_read < self._batch_top and not self._until_empty
