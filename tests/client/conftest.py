@@ -66,10 +66,8 @@ def drive(flow: Generator[httpx.Request, httpx.Response, Any], respond: Responde
         for _ in range(1000):
             driven.requests.append(request)
             outcome = respond(request)
-            if isinstance(outcome, Exception):
-                request = flow.throw(outcome)
-            else:
-                request = flow.send(outcome)
+            is_error = isinstance(outcome, Exception)
+            request = flow.throw(outcome) if is_error else flow.send(outcome)  # type: ignore[arg-type]
         raise AssertionError("the flow made more than 1000 requests")
     except StopIteration as done:
         driven.result = done.value

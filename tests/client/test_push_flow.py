@@ -252,7 +252,8 @@ def test_a_missing_local_row_is_an_error_without_status(context: SyncContext) ->
 
 def test_on_push_complete_can_resolve_every_error(context: SyncContext) -> None:
     class Resolve(SyncHandler):
-        seen: list[int | None] = []
+        def __init__(self) -> None:
+            self.seen: list[int | None] = []
 
         def on_push_complete(self, result: Any) -> None:
             for failure in result.errors:

@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tablesync import AsyncClient, AuthenticationError, Client, RetryPolicy, TransportError
+from tablesync import (
+    AsyncClient,
+    AuthenticationError,
+    Client,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+)
 from tablesync.client import _async_client, _client
 from tablesync.client._retry import parse_retry_after
 
@@ -112,14 +119,14 @@ def test_non_transient_failures_are_not_retried(sleeps: list[float]) -> None:
     with client(script) as c, pytest.raises(TransportError, match="after 1 attempt"):
         c.table("todo").get("a")
     script = Script(400)
-    with client(script) as c, pytest.raises(Exception):
+    with client(script) as c, pytest.raises(ServerError):
         c.table("todo").get("a")
     assert len(script.requests) == 1 and sleeps == []
 
 
 def test_retries_can_be_disabled(sleeps: list[float]) -> None:
     script = Script(503)
-    with client(script, retry=False) as c, pytest.raises(Exception):
+    with client(script, retry=False) as c, pytest.raises(ServerError):
         c.table("todo").get("a")
     assert len(script.requests) == 1
 
