@@ -1,0 +1,60 @@
+"""The interop harness itself: the cached install, process cleanup, the sqlite shim."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.interop.peers import NPM_PEERS, ROOT, NodeServer, run_js
+
+
+def _run_installer() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(NPM_PEERS)], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_installer_is_idempotent_under_a_race_and_outside_the_tree(npm_peers: Path) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda _: _run_installer(), range(2)))
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+    paths = {run.stdout.strip() for run in runs}
+    assert paths == {str(npm_peers.parent)}
+    assert ROOT not in npm_peers.parents, "node_modules must live outside the work tree"
+    assert (npm_peers.parent / ".complete").exists()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_node_server_stop_ends_its_process_group(node_server_factory: Any) -> None:
+    server: NodeServer = node_server_factory()
+    assert _port_open(server.port)
+    pgid = os.getpgid(server.process.pid)
+    assert pgid == server.process.pid, "the server leads its own process group"
+    server.stop()
+    assert server.process.poll() is not None
+    assert not _port_open(server.port)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+
+
+def test_sqlite_plugin_shim_commits_and_rolls_back(npm_peers: Path, tmp_path: Path) -> None:
+    result = run_js("shim_check.js", "http://unused", {"db": str(tmp_path / "shim.sqlite")})
+    assert result == {
+        "afterCommit": [{"id": "a", "n": 1}, {"id": "b", "n": 2}],
+        "afterRollback": [{"id": "a", "n": 1}, {"id": "b", "n": 2}],
+        "rollbackError": True,
+        "handledErrorContinues": [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "c", "n": 3}],
+        "batch": 5,
+        "insertId": 1,
+    }
