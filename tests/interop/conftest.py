@@ -6,6 +6,7 @@ except under CI (``CI=true``), where a missing peer is a failure.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # A peer process that hangs must not hang the suite.
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(120))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Install the peers (about 90 s the first time) before any test starts, so the install
+    # does not eat into the per-test timeout. A failure is reported by the npm_peers fixture.
+    if any(item.get_closest_marker("interop") for item in session.items) and not node_missing():
+        with contextlib.suppress(PeerUnavailableError):
+            node_modules()
 
 
 @pytest.fixture(scope="session")
