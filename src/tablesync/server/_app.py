@@ -1,0 +1,182 @@
+"""``create_app``: the Starlette application serving ``/tables`` (protocol v2 and v3)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._exceptions import ODataSyntaxError, QueryError, ServerConfigError
+from ._config import ServerConfig, Table, resolve_tables
+from ._endpoints import Endpoints
+from ._engine import make_engine
+from ._errors import HTTPError, error_response, handle_http_error, handle_unexpected
+from ._openapi import openapi_document
+from ._schema import Schema
+from ._service import Settings, TableService
+
+DEFAULT_DATABASE = "sqlite:///tablesync.db"
+_ITEM_METHODS = ["GET", "PATCH", "PUT", "DELETE", "POST"]
+
+
+def create_app(
+    database: str | Engine | None = None,
+    tables: Sequence[Table] = (),
+    *,
+    dynamic_schema: bool | None = None,
+    strict_clock: bool = True,
+    max_body_bytes: int | None = None,
+    cors_origins: Sequence[str] = (),
+    idempotency_ttl: dt.timedelta = dt.timedelta(hours=24),
+    config: ServerConfig | None = None,
+) -> Starlette:
+    """Build the ASGI app serving ``/tables/{table}`` for protocol v2 and v3 clients.
+
+    The schema is created (or completed) before this returns, so the app is ready to serve.
+
+    Example:
+        ```python
+        from tablesync.server import Table, create_app
+
+        app = create_app(
+            "sqlite:///todo.db",
+            tables=[Table("todoitem", columns={"text": "string", "complete": "boolean"})],
+        )
+        # uvicorn module:app
+        ```
+
+    Args:
+        database: a database URL (``sqlite:///file.db``, ``postgresql://user@host/db``) or an
+            engine; defaults to the config's, else ``sqlite:///tablesync.db``.
+        tables: the tables to serve.
+        dynamic_schema: unknown tables and new fields create tables and columns (development).
+        strict_clock: stamp ``updatedAt`` with the per-table clock (keep ``True``).
+        max_body_bytes: the largest request body (after gzip decoding); default 1 MiB.
+        cors_origins: origins allowed to call the API from a browser.
+        idempotency_ttl: how long ``Idempotency-Key`` responses are remembered.
+        config: settings from ``load_config``; explicit arguments take precedence.
+
+    Raises:
+        ServerConfigError: the settings are invalid or the database URL is unusable.
+    """
+    config = config or ServerConfig()
+    dynamic = _first(dynamic_schema, config.dynamic_schema, False)
+    service = _build_service(
+        database if database is not None else config.database or DEFAULT_DATABASE,
+        [*config.tables, *tables],
+        dynamic=dynamic,
+        settings=Settings(
+            strict_clock=strict_clock,
+            max_body_bytes=_first(max_body_bytes, config.max_body_bytes, 1 << 20),
+            idempotency_ttl_ms=int(idempotency_ttl.total_seconds() * 1000),
+        ),
+    )
+    owns_engine = not isinstance(database, Engine)
+    return _starlette(service, [*config.cors_origins, *cors_origins], owns_engine=owns_engine)
+
+
+def _first(*values: Any) -> Any:
+    return next(value for value in values if value is not None)
+
+
+def _build_service(
+    database: str | Engine, tables: Sequence[Table], *, dynamic: bool, settings: Settings
+) -> TableService:
+    if settings.max_body_bytes < 1:
+        raise ServerConfigError("max_body_bytes must be positive")
+    engine = make_engine(database)
+    schema = Schema(engine, resolve_tables(tables), dynamic=dynamic)
+    try:
+        schema.setup()
+    except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        raise ServerConfigError(f"cannot prepare the database schema: {exc}") from exc
+    return TableService(schema, settings)
+
+
+def _starlette(
+    service: TableService, cors_origins: Sequence[str], *, owns_engine: bool
+) -> Starlette:
+    endpoints = Endpoints(service)
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(openapi_document(service.schema.states()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            service.schema.engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/tables/{table}", endpoints.collection, methods=["GET", "POST"]),
+            Route("/tables/{table}/{item_id:path}", endpoints.item, methods=_ITEM_METHODS),
+            Route("/health", endpoints.health, methods=["GET"]),
+            Route("/health/ready", endpoints.ready, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        middleware=_middleware(cors_origins),
+        exception_handlers=_exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.tablesync = service
+    return app
+
+
+def _middleware(cors_origins: Sequence[str]) -> list[Middleware]:
+    middleware = [Middleware(GZipMiddleware, minimum_size=500)]
+    if cors_origins:
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=["ETag", "Link", "Location", "Last-Modified"],
+            ),
+        )
+    return middleware
+
+
+async def _query_error(_request: Request, exc: Exception) -> Response:
+    detail = {"position": exc.position} if isinstance(exc, ODataSyntaxError) else None
+    return error_response(400, f"Invalid query: {exc}", detail=detail)
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> Response:
+    handle = handle_unexpected if not isinstance(exc, sa.exc.OperationalError) else None
+    if handle is not None:
+        return await handle(_request, exc)
+    return error_response(
+        503, "The database is busy or unavailable; retry shortly", headers={"Retry-After": "1"}
+    )
+
+
+async def _data_error(_request: Request, exc: Exception) -> Response:
+    message = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+    return error_response(400, f"The database rejected the request: {message}")
+
+
+def _exception_handlers() -> dict[Any, Any]:
+    return {
+        HTTPError: handle_http_error,
+        StarletteHTTPException: handle_http_error,
+        QueryError: _query_error,
+        sa.exc.OperationalError: _database_unavailable,
+        sa.exc.DataError: _data_error,
+        Exception: handle_unexpected,
+    }

@@ -1,0 +1,136 @@
+"""The async route handlers: read the request on the event loop, hop once to a worker thread."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..protocol import ApiVersion
+from ..protocol.headers import IDEMPOTENCY_HEADER
+from ._errors import MethodNotAllowed, error_response
+from ._idempotency import check_key
+from ._paging import parse_options
+from ._querying import run_query
+from ._replies import Reply
+from ._request import (
+    api_version,
+    checked_id,
+    include_deleted,
+    parse_json,
+    path_segments,
+    preconditions,
+    read_body,
+    zumo_options,
+)
+from ._service import TableService, WriteRequest
+
+T = TypeVar("T")
+
+
+class Endpoints:
+    """The handlers of ``/tables/...`` and ``/health`` for one app."""
+
+    def __init__(self, service: TableService) -> None:
+        self.service = service
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # One hop per request; the default limiter (40 threads) matches the pool's capacity.
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    def _version(self, request: Request, key: str) -> ApiVersion:
+        config = self.service.schema.get(key)
+        skip = config.config.skip_version_check if config is not None else False
+        return api_version(request, skip_check=skip)
+
+    async def collection(self, request: Request) -> Response:
+        """``GET`` (query) and ``POST`` (insert) on ``/tables/{table}``."""
+        table, _ = path_segments(request)
+        key = table.lower()
+        version = self._version(request, key)
+        if request.method == "GET":
+            return await self._query(request, key, version)
+        write = await self._write_request(request, key, version, None)
+        return (await self._run(self.service.insert, write)).to_response()
+
+    async def _query(self, request: Request, key: str, version: ApiVersion) -> Response:
+        state = self.service.schema.get(key)
+        max_top = state.config.max_top if state is not None else 1000
+        options = parse_options(request, max_top=max_top)
+        reply = await self._run(
+            run_query, self.service, request, key, version, options,
+            include_deleted=include_deleted(request),
+            path_only="nextlink=path" in zumo_options(request),
+        )  # fmt: skip
+        return reply.to_response()
+
+    async def item(self, request: Request) -> Response:
+        """``GET``, ``PATCH``, ``PUT``, ``DELETE`` and v2 ``POST`` (undelete) on one item."""
+        table, raw_id = path_segments(request)
+        key = table.lower()
+        version = self._version(request, key)
+        item_id = checked_id(raw_id or "")
+        method = request.method
+        if method == "GET":
+            reply = await self._run(
+                self.service.read, request, key, item_id, version, preconditions(request),
+                include_deleted(request),
+            )  # fmt: skip
+            return reply.to_response()
+        if (method == "PUT" and version is ApiVersion.V2) or (
+            method == "POST" and version is ApiVersion.V3
+        ):
+            raise MethodNotAllowed(_WRONG_VERB[method])
+        write = await self._write_request(request, key, version, item_id)
+        operation: dict[str, Callable[[WriteRequest], Reply]] = {
+            "PATCH": functools.partial(self.service.update, replace_all=False),
+            "PUT": functools.partial(self.service.update, replace_all=True),
+            "DELETE": self.service.delete,
+            "POST": self.service.undelete,
+        }
+        return (await self._run(operation[method], write)).to_response()
+
+    async def _write_request(
+        self, request: Request, key: str, version: ApiVersion, item_id: str | None
+    ) -> WriteRequest:
+        body_bytes = await read_body(request, self.service.settings.max_body_bytes)
+        optional = request.method in ("DELETE", "POST") and item_id is not None
+        body = parse_json(request, body_bytes, allow_empty=optional)
+        return WriteRequest(
+            request=request,
+            key=key,
+            version=version,
+            item_id=item_id,
+            body=body,
+            pre=preconditions(request),
+            include_deleted=include_deleted(request),
+            idempotency_key=check_key(request.headers.get(IDEMPOTENCY_HEADER)),
+        )
+
+    async def health(self, _request: Request) -> Response:
+        """Liveness: the process answers."""
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, _request: Request) -> Response:
+        """Readiness: 200 when the database answers within 5 s, else 503."""
+        try:
+            with anyio.fail_after(5):
+                await self._run(self._ping)
+        except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
+            return error_response(503, f"The database is not answering: {type(exc).__name__}")
+        return JSONResponse({"status": "ok"})
+
+    def _ping(self) -> None:
+        with self.service.schema.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+
+_WRONG_VERB = {
+    "PUT": "PUT is a protocol v3 verb; v2 clients update with PATCH",
+    "POST": 'POST on an item (undelete) is a protocol v2 verb; v3 clients PATCH {"deleted": false}',
+}

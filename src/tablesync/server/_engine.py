@@ -1,0 +1,87 @@
+"""Engines: URL mapping, SQLite in WAL with ``BEGIN IMMEDIATE`` writes, pool sizing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .._exceptions import ServerConfigError
+
+#: Execution option selecting how SQLite opens a transaction (``DEFERRED`` or ``IMMEDIATE``).
+BEGIN_OPTION = "tablesync_sqlite_begin"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; leave others as given."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(database: str | Engine, *, pool_size: int = 10, max_overflow: int = 30) -> Engine:
+    """An engine for ``database`` (a URL or an existing engine), prepared for tablesync.
+
+    SQLite gets WAL, a busy timeout and explicit transactions (so writers can take the lock up
+    front with ``BEGIN IMMEDIATE``). The pool keeps ``pool_size`` connections open and can
+    grow to ``pool_size + max_overflow`` = 40, the number of worker threads of anyio's
+    default limiter: a request holding a thread never waits for a connection.
+    """
+    if isinstance(database, Engine):
+        engine = database
+    else:
+        engine = _create(normalize_url(database), pool_size, max_overflow)
+    if engine.dialect.name == "sqlite":
+        _prepare_sqlite(engine)
+    return engine
+
+
+def _create(url: str, pool_size: int, max_overflow: int) -> Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ServerConfigError(f"invalid database URL {url!r}: {exc}") from exc
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if parsed.database in (None, "", ":memory:"):
+            # One shared connection: each new connection to :memory: is a different database.
+            kwargs["poolclass"] = sa.pool.StaticPool
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise ServerConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    if getattr(engine, "_tablesync_prepared", False):
+        return
+    engine._tablesync_prepared = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own BEGIN handling cannot emit BEGIN IMMEDIATE; take it over.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (and pool) whose transactions take SQLite's write lock at BEGIN."""
+    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})

@@ -1,0 +1,103 @@
+"""``GET /tables/{table}``: filtering, ordering, paging, counts and both response shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+from starlette.requests import Request
+
+from ..odata.ast import Member, OrderBy
+from ..protocol import ApiVersion, dumps
+from . import _repository as repo
+from ._errors import BadRequest, NotFound
+from ._items import render
+from ._paging import QueryOptions, link_url, next_page
+from ._query import compile_filter, compile_order_by
+from ._replies import Reply
+from ._schema import SYSTEM_COLUMNS, TableState
+from ._service import TableService
+
+
+def run_query(
+    service: TableService,
+    request: Request,
+    key: str,
+    version: ApiVersion,
+    options: QueryOptions,
+    *,
+    include_deleted: bool,
+    path_only: bool,
+) -> Reply:
+    """Answer a query: v3 ``{"items","count","nextLink"}``; v2 a list or ``{"results","count"}``."""
+    state = service.state(key)
+    if state is None:
+        if not service.schema.allows_new_tables:
+            raise NotFound(f"The table {key!r} does not exist")
+        return _page_reply([], 0 if options.count else None, None, version, options)
+    select = _resolve_select(state, options.select)
+    where = _where(state, options, include_deleted)
+    order_by = _order_by(state, options.order_by)
+    page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
+    take = page_size if options.top is None else min(options.top, page_size)
+    with service.schema.engine.connect() as conn:
+        view = service.view(request, state)
+        rows = repo.query_rows(
+            conn, state, view, where, order_by, skip=options.skip, limit=take + 1
+        )
+        count = repo.count_rows(conn, state, view, where) if options.count else None
+    more = len(rows) > take
+    rows = rows[:take]
+    following = next_page(options, len(rows), more)
+    link = (
+        None if following is None else link_url(request, options, *following, path_only=path_only)
+    )
+    items = [render(state, row, version, select) for row in rows]
+    return _page_reply(items, count, link, version, options)
+
+
+def _page_reply(
+    items: list[dict[str, Any]],
+    count: int | None,
+    link: str | None,
+    version: ApiVersion,
+    options: QueryOptions,
+) -> Reply:
+    if version is ApiVersion.V3:
+        return Reply(200, dumps({"items": items, "count": count, "nextLink": link}))
+    headers = {} if link is None else {"Link": f"{link}; rel=next"}
+    body: Any = {"results": items, "count": count} if options.count else items
+    return Reply(200, dumps(body), headers)
+
+
+def _where(
+    state: TableState, options: QueryOptions, include_deleted: bool
+) -> list[ColumnElement[bool]]:
+    table = state.table
+    where: list[ColumnElement[bool]] = []
+    if options.filter is not None:
+        where.append(compile_filter(options.filter, table))
+    if not include_deleted and state.config.soft_delete:
+        where.append(table.c.deleted == sa.false())
+    return where
+
+
+def _order_by(state: TableState, terms: tuple[OrderBy, ...]) -> list[ColumnElement[Any]]:
+    clauses = list(compile_order_by(terms, state.table)) if terms else []
+    if not any(isinstance(term.expr, Member) and term.expr.name == "id" for term in terms):
+        clauses.append(state.table.c.id.asc())
+    return clauses
+
+
+def _resolve_select(state: TableState, names: tuple[str, ...]) -> tuple[str, ...]:
+    resolved: list[str] = []
+    for name in names:
+        if name == "*":
+            return ()
+        system = next((col for col in SYSTEM_COLUMNS if col.lower() == name.lower()), None)
+        column = system or state.column_for(name)
+        if column is None:
+            raise BadRequest(f"$select names an unknown field {name!r}")
+        resolved.append(column)
+    return tuple(resolved)

@@ -1,0 +1,278 @@
+"""SQL for the item tables: reads, queries, and writes with the version check in the statement.
+
+Every function takes the caller's ``view`` (a condition, ``sa.true()`` without per-user views)
+and ANDs it into every statement, including the reads that fill 409/412 bodies: a row outside
+the view behaves as if it did not exist. Writes run inside the caller's transaction; a write
+that did not happen returns ``written=False`` and the caller rolls back (undoing the clock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.elements import ColumnElement
+
+from ._clock import new_version, next_stamp
+from ._items import stamp_datetime
+from ._schema import TableState
+
+Row = Mapping[Any, Any]
+#: Called with the current row on a 409/412: the changes to write over it, or ``None`` to
+#: answer with the server's row (server wins). Not given: the conflict is reported.
+ConflictResolver = Callable[[Row], "dict[str, Any] | None"]
+_SECOND = dt.timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Preconditions:
+    """Conditional-request headers (and the v2 body version) of one request.
+
+    Attributes:
+        if_match: versions from ``If-Match`` (``"*"`` matches any), or ``None``.
+        if_none_match: versions from ``If-None-Match``, or ``None``.
+        if_modified_since: ``If-Modified-Since`` (second precision), or ``None``.
+        if_unmodified_since: ``If-Unmodified-Since`` (second precision), or ``None``.
+        body_version: a ``version`` in a v2 body sent without ``If-Match`` (409 on mismatch).
+    """
+
+    if_match: tuple[str, ...] | None = None
+    if_none_match: tuple[str, ...] | None = None
+    if_modified_since: dt.datetime | None = None
+    if_unmodified_since: dt.datetime | None = None
+    body_version: str | None = None
+
+    def sql(self, table: sa.Table) -> list[ColumnElement[bool]]:
+        """The preconditions as conditions of a write statement (protocol.md §3.3)."""
+        conditions: list[ColumnElement[bool]] = []
+        version, updated = table.c.version, table.c.updatedAt
+        if self.if_match is not None and "*" not in self.if_match:
+            conditions.append(version.in_(self.if_match))
+        elif self.if_match is None and self.if_unmodified_since is not None:
+            conditions.append(updated < self.if_unmodified_since + _SECOND)
+        if self.if_none_match is not None:
+            matches_any = "*" in self.if_none_match
+            conditions.append(sa.false() if matches_any else version.not_in(self.if_none_match))
+        elif self.if_modified_since is not None:
+            conditions.append(updated >= self.if_modified_since + _SECOND)
+        if self.if_match is None and self.body_version is not None:
+            conditions.append(version == self.body_version)
+        return conditions
+
+    def failure(self, row: Row, *, write: bool) -> int | None:
+        """The status a precondition gives for the current ``row``: 412, 304, 409 or ``None``."""
+        version = row["version"]
+        modified = _floor_seconds(row["updatedAt"])
+        if self.if_match is not None:
+            if "*" not in self.if_match and version not in self.if_match:
+                return 412
+        elif self.if_unmodified_since is not None and modified > self.if_unmodified_since:
+            return 412
+        if self.if_none_match is not None:
+            if "*" in self.if_none_match or version in self.if_none_match:
+                return 412 if write else 304
+        elif self.if_modified_since is not None and not modified > self.if_modified_since:
+            return 412 if write else 304
+        if self.if_match is None and self.body_version not in (None, version):
+            return 409
+        return None
+
+
+def _floor_seconds(value: dt.datetime) -> dt.datetime:
+    return value.replace(microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of a repository call.
+
+    Attributes:
+        status: 200, 201, 204, 404, 409, 410 or 412 (the HTTP meaning).
+        row: the row to answer with (the stored row, or the server's row on a conflict).
+        written: whether anything was written (otherwise the caller rolls back).
+    """
+
+    status: int
+    row: Row | None
+    written: bool
+
+
+def read_row(
+    conn: Connection,
+    state: TableState,
+    view: ColumnElement[bool],
+    item_id: str,
+    *,
+    lock: bool = False,
+) -> RowMapping | None:
+    """The stored row of ``item_id`` inside the view, or ``None``."""
+    table = state.table
+    stmt = sa.select(table).where(table.c.id == item_id, view)
+    if lock:
+        stmt = stmt.with_for_update()
+    return conn.execute(stmt).mappings().first()
+
+
+def query_rows(
+    conn: Connection,
+    state: TableState,
+    view: ColumnElement[bool],
+    where: Sequence[ColumnElement[bool]],
+    order_by: Sequence[ColumnElement[Any]],
+    *,
+    skip: int,
+    limit: int,
+) -> list[RowMapping]:
+    """One page of rows matching ``where`` inside the view."""
+    stmt = sa.select(state.table).where(view, *where).order_by(*order_by).offset(skip).limit(limit)
+    return list(conn.execute(stmt).mappings().all())
+
+
+def count_rows(
+    conn: Connection,
+    state: TableState,
+    view: ColumnElement[bool],
+    where: Sequence[ColumnElement[bool]],
+) -> int:
+    """How many rows match ``where`` inside the view (ignoring paging)."""
+    stmt = sa.select(sa.func.count()).select_from(state.table).where(view, *where)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def insert(
+    conn: Connection,
+    state: TableState,
+    view: ColumnElement[bool],
+    values: dict[str, Any],
+    *,
+    strict: bool,
+) -> Outcome:
+    """Insert an item; an existing id gives 409 with the existing row (also if soft-deleted)."""
+    table = state.table
+    stamp = stamp_datetime(next_stamp(conn, state.config.key, strict=strict))
+    row_values = {
+        **values,
+        "createdAt": stamp,
+        "updatedAt": stamp,
+        "version": new_version(),
+        "deleted": False,
+    }
+    row = _insert_if_absent(conn, table, row_values)
+    if row is not None:
+        return Outcome(201, row, written=True)
+    existing = read_row(conn, state, view, values["id"])
+    return Outcome(409, existing, written=False)
+
+
+def _insert_if_absent(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Row | None:
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module: Any = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(table).values(values).on_conflict_do_nothing().returning(*table.c)
+        return conn.execute(stmt).mappings().first()
+    try:
+        with conn.begin_nested():
+            conn.execute(table.insert().values(values))
+    except sa.exc.IntegrityError:
+        return None
+    return conn.execute(sa.select(table).where(table.c.id == values["id"])).mappings().first()
+
+
+def update(
+    conn: Connection,
+    state: TableState,
+    view: ColumnElement[bool],
+    item_id: str,
+    changes: dict[str, Any],
+    pre: Preconditions,
+    *,
+    include_deleted: bool,
+    strict: bool,
+    on_conflict: ConflictResolver | None = None,
+) -> Outcome:
+    """Update ``item_id`` with ``changes`` if the preconditions hold, in ONE statement.
+
+    On zero rows the current row is read (locked) to tell 404, 410, 412 or 409 apart; with
+    ``on_conflict`` a 409/412 is resolved inside this transaction instead of reported.
+    """
+    table = state.table
+    stamp = stamp_datetime(next_stamp(conn, state.config.key, strict=strict))
+    base = [table.c.id == item_id, view]
+    if not include_deleted:
+        base.append(table.c.deleted == sa.false())
+    row = _update_returning(conn, table, [*base, *pre.sql(table)], changes, stamp)
+    if row is not None:
+        return Outcome(200, row, written=True)
+    current = read_row(conn, state, view, item_id, lock=True)
+    if current is None:
+        return Outcome(404, None, written=False)
+    if current["deleted"] and not include_deleted:
+        return Outcome(410, current, written=False)
+    status = pre.failure(current, write=True) or 409
+    if on_conflict is None:
+        return Outcome(status, current, written=False)
+    resolved = on_conflict(current)
+    if resolved is None:
+        return Outcome(200, current, written=False)
+    row = _update_returning(
+        conn, table, [*base, table.c.version == current["version"]], resolved, stamp
+    )
+    return Outcome(200, row, written=True) if row else Outcome(409, current, written=False)
+
+
+def _update_returning(
+    conn: Connection,
+    table: sa.Table,
+    where: Sequence[ColumnElement[bool]],
+    changes: dict[str, Any],
+    stamp: dt.datetime,
+) -> Row | None:
+    values = {**changes, "updatedAt": stamp, "version": new_version()}
+    stmt = table.update().where(*where).values(values)
+    if conn.dialect.update_returning:
+        return conn.execute(stmt.returning(*table.c)).mappings().first()
+    if conn.execute(stmt).rowcount == 0:
+        return None
+    item_id = next(clause.right.value for clause in where if _is_id_clause(clause, table))
+    return conn.execute(sa.select(table).where(table.c.id == item_id)).mappings().first()
+
+
+def _is_id_clause(clause: Any, table: sa.Table) -> bool:
+    return getattr(clause, "left", None) is table.c.id
+
+
+def hard_delete(
+    conn: Connection,
+    state: TableState,
+    view: ColumnElement[bool],
+    item_id: str,
+    pre: Preconditions,
+    *,
+    on_conflict: ConflictResolver | None = None,
+) -> Outcome:
+    """Remove ``item_id`` for good (tables without soft delete), if the preconditions hold."""
+    table = state.table
+    base = [table.c.id == item_id, view]
+    if conn.execute(table.delete().where(*base, *pre.sql(table))).rowcount:
+        return Outcome(204, None, written=True)
+    current = read_row(conn, state, view, item_id, lock=True)
+    if current is None:
+        return Outcome(404, None, written=False)
+    status = pre.failure(current, write=True) or 409
+    if on_conflict is None:
+        return Outcome(status, current, written=False)
+    if on_conflict(current) is None:
+        return Outcome(200, current, written=False)
+    conn.execute(table.delete().where(*base))
+    return Outcome(204, None, written=True)
+
+
+def purge_deleted(conn: Connection, table: sa.Table, before: dt.datetime) -> int:
+    """Delete tombstones last written before ``before``; returns how many were removed."""
+    stmt = table.delete().where(table.c.deleted == sa.true(), table.c.updatedAt < before)
+    return int(conn.execute(stmt).rowcount)

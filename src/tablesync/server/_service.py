@@ -1,0 +1,323 @@
+"""The work behind each route, done synchronously in ONE worker-thread hop per request.
+
+Handlers stay async and cheap (parse headers, read the body); everything that touches the
+database runs here on a sync SQLAlchemy engine, inside as few transactions as possible: one
+for a read or a write, plus a short schema transaction when a dynamic table grows a column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+from starlette.requests import Request
+
+from ..protocol import ApiVersion, dumps, new_id
+from . import _repository as repo
+from ._engine import writer
+from ._errors import BadRequest, NotFound, UnprocessableEntity
+from ._idempotency import Expiry, StoredResponse, lookup, record
+from ._items import ItemInput, parse_item, render
+from ._replies import Reply, item_reply, missing, stored_reply
+from ._schema import Schema, TableState
+
+Action = Callable[[Connection, TableState], "tuple[Reply, bool]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """App-wide behaviour.
+
+    Attributes:
+        strict_clock: stamp with the per-table clock (``False`` only for the comparison).
+        max_body_bytes: the largest request body, after decompression.
+        idempotency_ttl_ms: how long ``Idempotency-Key`` responses are kept.
+    """
+
+    strict_clock: bool = True
+    max_body_bytes: int = 1 << 20
+    idempotency_ttl_ms: int = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """What a write needs from its request, gathered on the event loop.
+
+    Attributes:
+        request: the Starlette request (for views, hooks and URLs).
+        key: the table key (lower-cased name).
+        version: the protocol version.
+        item_id: the id from the URL (``None`` for inserts).
+        body: the decoded JSON body, or ``None``.
+        pre: the preconditions.
+        include_deleted: whether tombstones may be written (``__includedeleted``).
+        idempotency_key: the ``Idempotency-Key``, or ``None``.
+    """
+
+    request: Request
+    key: str
+    version: ApiVersion
+    item_id: str | None
+    body: Any
+    pre: repo.Preconditions
+    include_deleted: bool
+    idempotency_key: str | None
+
+
+class TableService:
+    """Reads and writes of every table of one app (shared by all requests; thread-safe)."""
+
+    def __init__(self, schema: Schema, settings: Settings) -> None:
+        self.schema = schema
+        self.settings = settings
+        self._expiry = Expiry(settings.idempotency_ttl_ms)
+
+    # -- state and views -------------------------------------------------------------------
+
+    def state(self, key: str) -> TableState | None:
+        """The current state of table ``key`` (re-read for dynamic tables), or ``None``."""
+        state = self.schema.get(key)
+        if state is not None and self.schema.is_dynamic(key):
+            with self.schema.engine.connect() as conn:
+                state = self.schema.refresh(conn, key)
+        return state
+
+    def require(self, key: str) -> TableState:
+        """The state of table ``key``, or 404."""
+        state = self.state(key)
+        if state is None:
+            raise NotFound(f"The table {key!r} does not exist")
+        return state
+
+    @staticmethod
+    def view(request: Request, state: TableState) -> ColumnElement[bool]:
+        """The caller's view of ``state``'s rows (``true()`` without a view function)."""
+        if state.config.view is None:
+            return sa.true()
+        return state.config.view(request, state.table)
+
+    # -- the write pipeline ----------------------------------------------------------------
+
+    def _write(self, req: WriteRequest, state: TableState, action: Action) -> Reply:
+        fingerprint = f"{req.request.method} {req.item_id or _body_id(req.body)}"
+        with writer(self.schema.engine).connect() as conn, conn.begin() as tx:
+            if req.idempotency_key is not None:
+                if self._expiry.due():
+                    self._expiry.purge(conn)
+                stored = lookup(conn, req.idempotency_key, req.key)
+                if stored is not None:
+                    return self._replay(req, state, stored, fingerprint)
+            reply, written = action(conn, state)
+            if not written:
+                tx.rollback()
+                return reply
+            if req.idempotency_key is not None:
+                response = StoredResponse(
+                    fingerprint, reply.status, reply.body, reply.headers.get("ETag")
+                )
+                record(conn, req.idempotency_key, req.key, response)
+        return reply
+
+    @staticmethod
+    def _replay(
+        req: WriteRequest, state: TableState, stored: StoredResponse, fingerprint: str
+    ) -> Reply:
+        if stored.fingerprint != fingerprint:
+            raise UnprocessableEntity(
+                "This Idempotency-Key was already used for a different request "
+                f"({stored.fingerprint}); use a new key for each operation"
+            )
+        return stored_reply(stored.status, stored.body, req.version, req.request, state)
+
+    def _prepare(self, req: WriteRequest, *, create: bool) -> tuple[TableState, ItemInput]:
+        state = self.state(req.key)
+        dynamic = self.schema.is_dynamic(req.key)
+        if state is None:
+            if not (create and self.schema.allows_new_tables):
+                raise NotFound(f"The table {req.key!r} does not exist")
+            state = self.schema.create_table(req.key)
+        item = parse_item(state, req.body, dynamic=dynamic)
+        if item.new_columns:
+            state = self.schema.add_columns(req.key, item.new_columns)
+        return state, item
+
+    # -- operations ------------------------------------------------------------------------
+
+    def insert(self, req: WriteRequest) -> Reply:
+        """``POST /tables/{table}``: 201 with the stored item, or 409 with the existing one."""
+        state, item = self._prepare(req, create=True)
+        if item.deleted:
+            raise BadRequest("An item cannot be inserted as deleted")
+        values: dict[str, Any] = {**item.values, "id": item.item_id or new_id()}
+        if state.config.insert_hook is not None:
+            values = state.config.insert_hook(req.request, values)
+
+        def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
+            outcome = repo.insert(
+                conn,
+                state,
+                self.view(req.request, state),
+                values,
+                strict=self.settings.strict_clock,
+            )
+            if outcome.row is None:
+                raise BadRequest(f"The id {values['id']!r} is not available")
+            return item_reply(
+                outcome.status, state, outcome.row, req.version, req.request
+            ), outcome.written
+
+        return self._write(req, state, action)
+
+    def update(self, req: WriteRequest, *, replace_all: bool) -> Reply:
+        """``PATCH`` (merge) or ``PUT`` (replace) of one item, with optimistic concurrency."""
+        assert req.item_id is not None
+        state, item = self._prepare(req, create=False)
+        if item.item_id not in (None, req.item_id):
+            raise BadRequest(
+                f"The id in the body ({item.item_id!r}) differs from the id in the URL"
+            )
+        if item.deleted:
+            raise BadRequest("Use DELETE to delete an item")
+        pre = req.pre
+        if req.version is ApiVersion.V2 and pre.if_match is None and item.version is not None:
+            pre = replace(pre, body_version=item.version)
+        changes = self._changes(state, item, replace_all=replace_all)
+        include_deleted = req.include_deleted or item.deleted is False
+        if item.deleted is False:
+            changes["deleted"] = False
+        resolver = self._resolver(req, state, item, changes, replace_all=replace_all)
+
+        def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
+            outcome = repo.update(
+                conn, state, self.view(req.request, state), req.item_id or "", changes, pre,
+                include_deleted=include_deleted, strict=self.settings.strict_clock,
+                on_conflict=resolver,
+            )  # fmt: skip
+            return self._reply(outcome, state, req, ok=200)
+
+        return self._write(req, state, action)
+
+    @staticmethod
+    def _changes(state: TableState, item: ItemInput, *, replace_all: bool) -> dict[str, Any]:
+        changes = dict(item.values)
+        if replace_all:
+            for column in state.kinds:
+                changes.setdefault(column, None)
+        return changes
+
+    def _resolver(
+        self,
+        req: WriteRequest,
+        state: TableState,
+        item: ItemInput | None,
+        changes: dict[str, Any],
+        *,
+        replace_all: bool = False,
+    ) -> repo.ConflictResolver | None:
+        policy = state.config.conflict_policy
+        if policy == "reject":
+            return None
+        if policy == "server_wins":
+            return lambda _current: None
+        if policy == "client_wins":
+            return lambda _current: changes
+        if item is None:
+            return None  # a merge function cannot merge a delete: report the conflict
+        merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = policy
+
+        def resolve(current: repo.Row) -> dict[str, Any]:
+            merged = merge(render(state, current, ApiVersion.V3), dict(item.raw))
+            result = parse_item(state, merged, dynamic=False)
+            return {**self._changes(state, result, replace_all=True), **_kept_flags(changes)}
+
+        return resolve
+
+    def _reply(
+        self, outcome: repo.Outcome, state: TableState, req: WriteRequest, *, ok: int
+    ) -> tuple[Reply, bool]:
+        if outcome.status in (404, 410):
+            raise missing(outcome.status, req.version)
+        if outcome.row is None:
+            return Reply(204), outcome.written
+        status = ok if outcome.status == 200 and outcome.written else outcome.status
+        return item_reply(status, state, outcome.row, req.version, req.request), outcome.written
+
+    def delete(self, req: WriteRequest) -> Reply:
+        """``DELETE``: a tombstone (soft delete) or removal; 204 for v2 and v3."""
+        assert req.item_id is not None
+        state = self.require(req.key)
+        soft = state.config.soft_delete
+        resolver = self._resolver(req, state, None, {"deleted": True} if soft else {})
+
+        def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
+            view = self.view(req.request, state)
+            item_id = req.item_id or ""
+            if soft:
+                outcome = repo.update(
+                    conn, state, view, item_id, {"deleted": True}, req.pre,
+                    include_deleted=False, strict=self.settings.strict_clock, on_conflict=resolver,
+                )  # fmt: skip
+            else:
+                outcome = repo.hard_delete(
+                    conn, state, view, item_id, req.pre, on_conflict=resolver
+                )
+            if outcome.written:
+                return Reply(204), True
+            return self._reply(outcome, state, req, ok=200)
+
+        return self._write(req, state, action)
+
+    def undelete(self, req: WriteRequest) -> Reply:
+        """v2 ``POST /tables/{table}/{id}``: clear ``deleted``; 201 with the item."""
+        assert req.item_id is not None
+        state = self.require(req.key)
+
+        def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
+            outcome = repo.update(
+                conn, state, self.view(req.request, state), req.item_id or "", {"deleted": False},
+                req.pre, include_deleted=True, strict=self.settings.strict_clock,
+            )  # fmt: skip
+            return self._reply(outcome, state, req, ok=201)
+
+        return self._write(req, state, action)
+
+    def read(
+        self,
+        request: Request,
+        key: str,
+        item_id: str,
+        version: ApiVersion,
+        pre: repo.Preconditions,
+        include_deleted: bool,
+    ) -> Reply:
+        """``GET /tables/{table}/{id}``: 200, 304, 404, 410 or 412."""
+        state = self.require(key)
+        with self.schema.engine.connect() as conn:
+            row = repo.read_row(conn, state, self.view(request, state), item_id)
+        if row is None:
+            raise NotFound("The item does not exist")
+        if row["deleted"] and not include_deleted:
+            raise missing(410, version)
+        status = pre.failure(row, write=False)
+        if status == 304:
+            return Reply(304, None, item_reply(200, state, row, version, request).headers)
+        return item_reply(status or 200, state, row, version, request)
+
+
+def _body_id(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("id"), str):
+        return str(body["id"])
+    return ""
+
+
+def _kept_flags(changes: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in changes.items() if key == "deleted"}
+
+
+def encode(value: Any) -> bytes:
+    """JSON bytes for a response body."""
+    return dumps(value)

@@ -1,0 +1,68 @@
+"""Fixtures of the server's own tests: an app factory over a SQLite file and PostgreSQL."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+V2 = {"ZUMO-API-VERSION": "2.0.0"}
+V3 = {"ZUMO-API-VERSION": "3.0.0"}
+TODO_COLUMNS = {
+    "text": "string",
+    "count": "integer",
+    "price": "number",
+    "done": "boolean",
+    "due": "datetime",
+    "extra": "json",
+}
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'server.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def make_client(db_url: str) -> Iterator[MakeClient]:
+    """Build apps on ``db_url`` (default: a ``todo`` table) and drive them in-process."""
+    from tablesync.server import Table, create_app
+
+    clients: list[TestClient] = []
+
+    def make(tables: Any = None, **kwargs: Any) -> TestClient:
+        if tables is None:
+            tables = [Table("todo", columns=TODO_COLUMNS)]
+        app = create_app(kwargs.pop("database", db_url), tables, **kwargs)
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    """An app with the ``todo`` table (soft delete on)."""
+    return make_client()
