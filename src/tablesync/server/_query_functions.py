@@ -1,0 +1,336 @@
+"""SQL constructs whose spelling differs between SQLite, PostgreSQL and MySQL.
+
+Each is a small SQLAlchemy ``FunctionElement`` with a default rendering (SQLite's) and
+per-dialect overrides, so the compiler in ``_query.py`` stays dialect-free. Every value still
+travels as a bound parameter; only fixed SQL words are written here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+__all__ = [
+    "arith",
+    "ceiling",
+    "char_length",
+    "date_part",
+    "floor",
+    "ordering",
+    "round_half_away",
+    "strpos",
+    "utc_date",
+    "utc_time",
+]
+
+_STRFTIME = {
+    "year": "%Y",
+    "month": "%m",
+    "day": "%d",
+    "hour": "%H",
+    "minute": "%M",
+    "second": "%S",
+}
+
+
+class _Function(FunctionElement[Any]):
+    inherit_cache = True
+
+    def sql_args(self, compiler: SQLCompiler, **kw: Any) -> list[str]:
+        return [compiler.process(clause, **kw) for clause in self.clauses]
+
+
+class strpos(_Function):
+    """1-based position of ``needle`` in ``haystack``, 0 when absent (case-sensitive)."""
+
+    type = sa.Integer()
+    name = "strpos"
+
+
+@compiles(strpos)
+def _strpos_default(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = element.sql_args(compiler, **kw)
+    return f"instr({haystack}, {needle})"
+
+
+@compiles(strpos, "postgresql")
+def _strpos_postgresql(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = element.sql_args(compiler, **kw)
+    return f"strpos({haystack}, {needle})"
+
+
+@compiles(strpos, "mysql")
+@compiles(strpos, "mariadb")
+def _strpos_mysql(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = element.sql_args(compiler, **kw)
+    # LOCATE ignores case under MySQL's default collations; BINARY makes it exact.
+    return f"locate(BINARY {needle}, BINARY {haystack})"
+
+
+class char_length(_Function):
+    """Length in characters (MySQL's ``length`` counts bytes)."""
+
+    type = sa.Integer()
+    name = "char_length"
+
+
+@compiles(char_length)
+def _char_length_default(element: char_length, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"length({element.sql_args(compiler, **kw)[0]})"
+
+
+@compiles(char_length, "mysql")
+@compiles(char_length, "mariadb")
+def _char_length_mysql(element: char_length, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"char_length({element.sql_args(compiler, **kw)[0]})"
+
+
+class arith(_Function):
+    """OData arithmetic: ``add sub mul div mod`` with OData's results on every engine.
+
+    Division and remainder by zero give NULL instead of a database error. ``integer`` asks
+    for OData's integer ``div`` (truncating toward zero). PostgreSQL computes in ``numeric``,
+    so no overflow of ``bigint`` or ``double precision`` can raise a database error.
+    """
+
+    type = sa.Numeric()
+    name = "arith"
+    inherit_cache = False
+
+    def __init__(self, symbol: str, left: Any, right: Any, *, integer: bool) -> None:
+        super().__init__(left, right)
+        self.symbol = symbol
+        self.integer = integer
+
+
+@compiles(arith)
+def _arith_sqlite(element: arith, compiler: SQLCompiler, **kw: Any) -> str:
+    left, right = element.sql_args(compiler, **kw)
+    if element.symbol in "+-*":
+        return f"({left} {element.symbol} {right})"
+    divisor = f"NULLIF({right}, 0)"
+    if element.integer:
+        return f"({left} {element.symbol} {divisor})"
+    if element.symbol == "/":
+        return f"({left} * 1.0 / {divisor})"
+    # SQLite's % turns fractions into integers first (7.5 % 2 = 1), so spell out
+    # a - b * trunc(a / b); CAST(... AS INTEGER) truncates toward zero.
+    return f"({left} - {divisor} * CAST({left} * 1.0 / {divisor} AS INTEGER))"
+
+
+@compiles(arith, "postgresql")
+def _arith_postgresql(element: arith, compiler: SQLCompiler, **kw: Any) -> str:
+    left, right = (f"CAST({arg} AS NUMERIC)" for arg in element.sql_args(compiler, **kw))
+    if element.symbol in "+-*":
+        return f"({left} {element.symbol} {right})"
+    divisor = f"NULLIF({right}, 0)"
+    if element.symbol == "%":
+        return f"mod({left}, {divisor})"
+    quotient = f"({left} / {divisor})"
+    return f"trunc{quotient}" if element.integer else quotient
+
+
+@compiles(arith, "mysql")
+@compiles(arith, "mariadb")
+def _arith_mysql(element: arith, compiler: SQLCompiler, **kw: Any) -> str:
+    left, right = element.sql_args(compiler, **kw)
+    if element.symbol in "+-*":
+        return f"({left} {element.symbol} {right})"
+    divisor = f"NULLIF({right}, 0)"
+    if element.symbol == "%":
+        return f"mod({left}, {divisor})"
+    return f"({left} {'DIV' if element.integer else '/'} {divisor})"
+
+
+class floor(_Function):
+    """The largest integer not above the argument."""
+
+    type = sa.Numeric()
+    name = "floor"
+
+
+class ceiling(_Function):
+    """The smallest integer not below the argument."""
+
+    type = sa.Numeric()
+    name = "ceiling"
+
+
+@compiles(floor)
+def _floor_sqlite(element: floor, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's floor() exists only when built with math functions (SQLCipher builds lack
+    # it), so compute it from a truncating cast.
+    value = element.sql_args(compiler, **kw)[0]
+    whole = f"CAST({value} AS INTEGER)"
+    return f"(CASE WHEN {value} < {whole} THEN {whole} - 1 ELSE {whole} END)"
+
+
+@compiles(ceiling)
+def _ceiling_sqlite(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    whole = f"CAST({value} AS INTEGER)"
+    return f"(CASE WHEN {value} > {whole} THEN {whole} + 1 ELSE {whole} END)"
+
+
+@compiles(floor, "postgresql")
+@compiles(floor, "mysql")
+@compiles(floor, "mariadb")
+def _floor_native(element: floor, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"floor({element.sql_args(compiler, **kw)[0]})"
+
+
+@compiles(ceiling, "postgresql")
+@compiles(ceiling, "mysql")
+@compiles(ceiling, "mariadb")
+def _ceiling_native(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ceiling({element.sql_args(compiler, **kw)[0]})"
+
+
+class round_half_away(_Function):
+    """Round to an integer, halves away from zero (OData ``round``)."""
+
+    type = sa.Numeric()
+    name = "round_half_away"
+
+
+@compiles(round_half_away)
+def _round_default(element: round_half_away, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"round({element.sql_args(compiler, **kw)[0]})"
+
+
+@compiles(round_half_away, "postgresql")
+def _round_postgresql(element: round_half_away, compiler: SQLCompiler, **kw: Any) -> str:
+    # round(double precision) rounds halves to even on PostgreSQL; numeric rounds away.
+    return f"round(CAST({element.sql_args(compiler, **kw)[0]} AS NUMERIC))"
+
+
+class date_part(_Function):
+    """An integer part (year ... second) of a timestamp, read in UTC.
+
+    Construct with ``date_part(field, value, utc=...)``; ``utc`` says the value is a
+    time-zone-aware timestamp that PostgreSQL must convert to UTC first (it would otherwise use
+    the session's time zone).
+    """
+
+    type = sa.Integer()
+    name = "date_part"
+    inherit_cache = False
+
+    def __init__(self, field: str, value: Any, *, utc: bool) -> None:
+        super().__init__(value)
+        self.field = field
+        self.utc = utc
+
+
+@compiles(date_part)
+def _date_part_sqlite(element: date_part, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    return f"CAST(strftime('{_STRFTIME[element.field]}', {value}) AS INTEGER)"
+
+
+@compiles(date_part, "postgresql")
+def _date_part_postgresql(element: date_part, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    if element.utc:
+        value = f"({value} AT TIME ZONE 'UTC')"
+    # EXTRACT(SECOND ...) includes the fraction: floor it, as OData's second() does.
+    return f"CAST(floor(EXTRACT({element.field.upper()} FROM {value})) AS INTEGER)"
+
+
+@compiles(date_part, "mysql")
+@compiles(date_part, "mariadb")
+def _date_part_mysql(element: date_part, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    return f"EXTRACT({element.field.upper()} FROM {value})"
+
+
+class utc_date(_Function):
+    """The UTC calendar date of a timestamp."""
+
+    type = sa.Date()
+    name = "utc_date"
+    inherit_cache = False
+
+    def __init__(self, value: Any, *, utc: bool) -> None:
+        super().__init__(value)
+        self.utc = utc
+
+
+@compiles(utc_date)
+def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({element.sql_args(compiler, **kw)[0]})"
+
+
+@compiles(utc_date, "postgresql")
+def _utc_date_postgresql(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    if element.utc:
+        value = f"({value} AT TIME ZONE 'UTC')"
+    return f"CAST({value} AS DATE)"
+
+
+class utc_time(_Function):
+    """The UTC time of day of a timestamp, comparable with a bound ``sa.Time`` value."""
+
+    type = sa.Time()
+    name = "utc_time"
+    inherit_cache = False
+
+    def __init__(self, value: Any, *, utc: bool) -> None:
+        super().__init__(value)
+        self.utc = utc
+
+
+@compiles(utc_time)
+def _utc_time_sqlite(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    # SQLAlchemy stores an SQLite TIME as HH:MM:SS.ffffff: build the same text.
+    return (
+        f"(strftime('%H:%M:%S', {value}) || '.' || substr(strftime('%f', {value}), 4, 3) || '000')"
+    )
+
+
+@compiles(utc_time, "postgresql")
+def _utc_time_postgresql(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    if element.utc:
+        value = f"({value} AT TIME ZONE 'UTC')"
+    return f"CAST({value} AS TIME)"
+
+
+@compiles(utc_time, "mysql")
+@compiles(utc_time, "mariadb")
+def _utc_time_mysql(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"TIME({element.sql_args(compiler, **kw)[0]})"
+
+
+class ordering(_Function):
+    """An ORDER BY term where nulls sort as the lowest value, as OData orders them.
+
+    SQLite and MySQL already sort nulls first when ascending; PostgreSQL needs
+    ``NULLS FIRST`` / ``NULLS LAST``.
+    """
+
+    type = sa.Integer()
+    name = "ordering"
+    inherit_cache = False
+
+    def __init__(self, value: Any, *, descending: bool) -> None:
+        super().__init__(value)
+        self.descending = descending
+
+
+@compiles(ordering)
+def _ordering_default(element: ordering, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    return f"{value} {'DESC' if element.descending else 'ASC'}"
+
+
+@compiles(ordering, "postgresql")
+def _ordering_postgresql(element: ordering, compiler: SQLCompiler, **kw: Any) -> str:
+    value = element.sql_args(compiler, **kw)[0]
+    return f"{value} {'DESC NULLS LAST' if element.descending else 'ASC NULLS FIRST'}"
