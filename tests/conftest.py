@@ -69,3 +69,45 @@ def postgres_url(postgres_database_factory: Any) -> str:
     """The URL of a fresh, empty PostgreSQL database for one test."""
     url: str = postgres_database_factory()
     return url
+
+
+@pytest.fixture
+def running_server() -> Iterator[Any]:
+    """Factory: serve an app with a real uvicorn on 127.0.0.1 (free port); returns the base URL.
+
+    ``running_server(app=None, **create_app_kwargs) -> "http://127.0.0.1:<port>"``: pass a
+    ready ASGI app, or keyword arguments for ``tablesync.server.create_app``. Every server is
+    stopped (in-flight requests finished) at the end of the test.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    started: list[tuple[Any, threading.Thread]] = []
+
+    def start(app: Any = None, **create_app_kwargs: Any) -> str:
+        if app is None:
+            from tablesync.server import create_app
+
+            app = create_app(**create_app_kwargs)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start within 15 s")
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in started:
+        server.should_exit = True
+        thread.join(timeout=15)
