@@ -190,13 +190,18 @@ def ids(items: list[dict[str, Any]]) -> list[str]:
 
 
 def find(
-    http: httpx.Client, table: str, item_id: str, *, include_deleted: bool = True
+    http: httpx.Client,
+    table: str,
+    item_id: str,
+    *,
+    include_deleted: bool = True,
+    version: str = "3",
 ) -> list[dict[str, Any]]:
-    """Query (v3) for one id, deleted rows included by default: how tests prove a write."""
+    """Query for one id, deleted rows included by default: how tests prove what was stored."""
     flag = "&__includedeleted=true" if include_deleted else ""
     escaped = quote(item_id.replace("'", "''"), safe="")
-    response = call(http, "GET", f"/tables/{table}?$filter=id eq '{escaped}'{flag}", "3")
-    return page_items("3", response)
+    response = call(http, "GET", f"/tables/{table}?$filter=id eq '{escaped}'{flag}", version)
+    return page_items(version, response)
 
 
 def row_count(http: httpx.Client, table: str) -> int:

@@ -77,7 +77,7 @@ def _deleted_item(server: Any, version: str) -> tuple[dict[str, Any], dict[str, 
         call(server.http, "POST", "/tables/items", version, json=body), version, 201
     )
     assert_status(call(server.http, "DELETE", item_url("items", item["id"]), version), 200, 204)
-    rows = find(server.http, "items", item["id"])
+    rows = find(server.http, "items", item["id"], version=version)
     assert len(rows) == 1 and rows[0]["deleted"] is True, rows
     return item, rows[0]
 
@@ -95,7 +95,7 @@ def test_v3_deleted_row_is_410(server: Any, method: str) -> None:
     item, deleted = _deleted_item(server, "3")
     body = None if method in ("GET", "DELETE") else {"id": item["id"], "title": "zombie"}
     assert_error(call(server.http, method, item_url("items", item["id"]), "3", json=body), 410)
-    assert find(server.http, "items", item["id"]) == [deleted]
+    assert find(server.http, "items", item["id"], version="3") == [deleted]
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
@@ -103,7 +103,7 @@ def test_v2_deleted_row_is_404(server: Any, method: str) -> None:
     item, deleted = _deleted_item(server, "2")
     body = {"title": "zombie"} if method == "PATCH" else None
     assert_error(call(server.http, method, item_url("items", item["id"]), "2", json=body), 404)
-    assert find(server.http, "items", item["id"]) == [deleted]
+    assert find(server.http, "items", item["id"], version="2") == [deleted]
 
 
 def test_v3_read_deleted_with_include_deleted(server: Any) -> None:
@@ -121,7 +121,7 @@ def test_v2_undelete(server: Any) -> None:
     assert restored["version"] not in (item["version"], deleted["version"])
     assert parse_datetime(restored["updatedAt"]) > parse_datetime(deleted["updatedAt"])
     assert assert_entity(call(server.http, "GET", url, "2"), "2", 200) == restored
-    assert find(server.http, "items", item["id"], include_deleted=False) == [restored]
+    assert find(server.http, "items", item["id"], include_deleted=False, version="2") == [restored]
 
 
 def test_v2_undelete_without_if_match(server: Any) -> None:
