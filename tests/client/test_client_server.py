@@ -345,3 +345,32 @@ async def test_async_push_failure_reports_errors(async_client: AsyncClient) -> N
     error.cancel_and_update(error.server_item or {})
     assert (await todo.get(item["id"]))["text"] == "server"
     assert async_client.pending_operations == []
+
+
+def test_concurrent_pushes_send_each_operation_once(app: Any, version: str, tmp_path: Path) -> None:
+    import threading
+
+    class Counting(httpx.BaseTransport):
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self.inner, self.posts = inner, 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            self.posts += request.method == "POST"
+            return self.inner.handle_request(request)
+
+    with TestClient(app) as base:
+        counting = Counting(base._transport)
+        http = httpx.Client(transport=counting)
+        with (
+            SQLiteStore(tmp_path / "c.db") as store,
+            Client("http://testserver", store=store, http=http, api_version=version) as client,
+        ):
+            todo = client.sync_table("todoitem")
+            for n in range(10):
+                todo.insert({"text": f"t{n}"})
+            threads = [threading.Thread(target=client.push) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert counting.posts == 10 and client.pending_operations == []

@@ -73,6 +73,8 @@ class AsyncClient(BaseClient):
         )
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+        # One push or pull at a time: two walking the same queue would send operations twice.
+        self._sync_lock = anyio.Lock()
 
     async def __aenter__(self) -> Self:
         return self
@@ -104,7 +106,7 @@ class AsyncClient(BaseClient):
         self, *, tables: Sequence[str] | None = None, progress: ProgressCallback | None = None
     ) -> PushResult:
         """Send the queued operations; see :meth:`Client.push`."""
-        return await self._run(self._push_flow(tables, progress))
+        return await self._run_exclusive(self._push_flow(tables, progress))
 
     # -- the driver ----------------------------------------------------------------------------
     async def _run(self, flow: Flow[T]) -> T:
@@ -123,6 +125,11 @@ class AsyncClient(BaseClient):
             return result
         finally:
             flow.close()
+
+    async def _run_exclusive(self, flow: Flow[T]) -> T:
+        """Drive a push or pull flow, one at a time per client."""
+        async with self._sync_lock:
+            return await self._run(flow)
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         steps = self._steps(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -173,6 +174,8 @@ class Client(BaseClient):
         )
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=DEFAULT_TIMEOUT)
+        # One push or pull at a time: two walking the same queue would send operations twice.
+        self._sync_lock = threading.Lock()
 
     def __enter__(self) -> Self:
         return self
@@ -209,7 +212,7 @@ class Client(BaseClient):
             PushFailedError: operations are left (its ``result.errors`` can resolve them), or
                 the push was cut short (``result.status``).
         """
-        return self._run(self._push_flow(tables, progress))
+        return self._run_exclusive(self._push_flow(tables, progress))
 
     # -- the driver ----------------------------------------------------------------------------
     def _run(self, flow: Flow[T]) -> T:
@@ -228,6 +231,11 @@ class Client(BaseClient):
             return result
         finally:
             flow.close()
+
+    def _run_exclusive(self, flow: Flow[T]) -> T:
+        """Drive a push or pull flow, one at a time per client."""
+        with self._sync_lock:
+            return self._run(flow)
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         steps = self._steps(request)

@@ -318,7 +318,7 @@ class SyncTable(_SyncTableBase["Client"]):
             UnsupportedQueryError: the query has ``$select``, or ordering/paging with a
                 ``query_id``.
         """
-        return self._client._run(self._pull_flow(query, query_id, page_size, progress))
+        return self._client._run_exclusive(self._pull_flow(query, query_id, page_size, progress))
 
     def purge(
         self, query: Query | None = None, query_id: str | None = None, *, force: bool = False
@@ -372,7 +372,7 @@ class AsyncSyncTable(_SyncTableBase["AsyncClient"]):
     ) -> PullResult:
         """Bring the server's items into the store; see :meth:`SyncTable.pull`."""
         flow = self._pull_flow(query, query_id, page_size, progress)
-        return await self._client._run(flow)
+        return await self._client._run_exclusive(flow)
 
     async def purge(
         self, query: Query | None = None, query_id: str | None = None, *, force: bool = False
