@@ -27,4 +27,4 @@ def test_the_client_guide_runs(
     printed = capsys.readouterr().out
     assert "COMPLETE 2" in printed
     assert "412 toast rye bread" in printed
-    assert namespace["todo"].get(namespace["first"]["id"])["text"] == "toast"
+    assert namespace["laptop_notes"].get(namespace["first"]["id"])["text"] == "toast"
