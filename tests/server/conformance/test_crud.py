@@ -213,3 +213,36 @@ def test_hard_delete_removes_the_row(server: Any, version: str) -> None:
     assert_error(call(server.http, "GET", url, version), 404)
     assert find(server.http, "hard_items", item["id"]) == []
     assert_error(call(server.http, "DELETE", url, version), 404)
+
+
+@pytest.mark.parametrize("field", ["updatedAt", "createdAt"])
+def test_patch_cannot_set_timestamps(server: Any, version: str, field: str) -> None:
+    # protocol.md §3.2: AMA rejects a changed system property on PATCH (400); ignoring it is
+    # the other allowed answer (§11.8). Either way the stored value is the server's.
+    item = _insert(server, version)
+    url = item_url(ITEMS, item["id"])
+    forged = {"title": "t2", field: "2000-01-01T00:00:00.000Z"}
+    response = call(server.http, "PATCH", url, version, json=forged)
+    if response.status_code == 400:
+        assert_error(response, 400)
+        assert assert_entity(call(server.http, "GET", url, version), version, 200) == item
+        return
+    patched = assert_entity(response, version, 200)
+    assert not str(patched.get(field, "")).startswith("2000-01-01")
+    stored = assert_entity(call(server.http, "GET", url, version), version, 200)
+    assert not str(stored.get(field, "")).startswith("2000-01-01")
+
+
+def test_v3_put_with_stale_body_version_never_stores_it(server: Any) -> None:
+    # protocol.md §3.2: for v3 PUT only If-Match is a precondition (AMA), while server_api.md
+    # applies the v2 body-version rule (409) everywhere: accept either, never store the version.
+    item = _insert(server, "3")
+    url = item_url(ITEMS, item["id"])
+    changed = assert_entity(call(server.http, "PATCH", url, "3", json={"count": 2}), "3", 200)
+    body = {"id": item["id"], "title": "mine", "version": item["version"]}
+    response = call(server.http, "PUT", url, "3", json=body)
+    if response.status_code == 409:
+        assert assert_entity(response, "3", 409) == changed
+        return
+    put = assert_entity(response, "3", 200)
+    assert put["version"] not in (item["version"], changed["version"])

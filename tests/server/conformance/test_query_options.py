@@ -139,3 +139,24 @@ def test_v2_inlinecount_allpages(server: Any) -> None:
 def test_v2_inlinecount_none_is_a_bare_array(server: Any) -> None:
     body = get_json(server.http, "/tables/movies?$inlinecount=none&$top=3", "2")
     assert isinstance(body, list) and ids(body) == ["id-000", "id-001", "id-002"]
+
+
+def test_unknown_user_parameters_are_ignored(server: Any, version: str) -> None:
+    # NC passes user parameters through and still sends __systemproperties (protocol.md §2.1).
+    url = "/tables/movies?$top=3&param1=val1&__systemproperties=*"
+    assert ids(fetch_all(server.http, version, url)) == ["id-000", "id-001", "id-002"]
+
+
+def test_include_deleted_on_a_table_without_soft_delete(server: Any, version: str) -> None:
+    rows = fetch_all(server.http, version, "/tables/movies?__includedeleted=true")
+    assert ids(rows) == [m["id"] for m in server.movies]
+
+
+def test_top_at_the_maximum(server: Any, version: str) -> None:
+    rows = fetch_all(server.http, version, "/tables/movies?$top=1000")
+    assert ids(rows) == [m["id"] for m in server.movies]
+
+
+def test_v3_skip_past_the_end_keeps_the_count(server: Any) -> None:
+    body = get_json(server.http, "/tables/movies?$skip=500&$count=true", "3")
+    assert (body["items"], body["count"], body["nextLink"]) == ([], 248, None)

@@ -58,3 +58,28 @@ def test_health(server: Any) -> None:
     assert_status(response, 200)
     assert response.json() == {"status": "ok"}
     assert_status(server.http.get("/health/ready"), 200)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_collection_write_methods_are_a_clean_4xx(server: Any, version: str, method: str) -> None:
+    # No SDK writes to the collection URL with these verbs (protocol.md §3.1): any 4xx in the
+    # error shape will do, and nothing may change.
+    body = {"id": "id-000", "title": "overwritten"} if method != "DELETE" else None
+    response = call(server.http, method, "/tables/movies", version, json=body)
+    assert 400 <= response.status_code < 500, response.text[:200]
+    assert_error(response, response.status_code)
+    read = call(server.http, "GET", "/tables/movies/id-000", version)
+    assert assert_entity(read, version, 200)["title"] == server.movies[0]["title"]
+
+
+def test_v2_put_is_not_a_server_error(server: Any) -> None:
+    # PUT is the v3 update verb; for v2 it is unspecified (protocol.md §3.1): 2xx or a clean 4xx.
+    item_id = new_id()
+    body = {"id": item_id, "title": "v2 put"}
+    created = call(server.http, "POST", "/tables/items", "2", json=body)
+    assert_entity(created, "2", 201)
+    response = call(server.http, "PUT", item_url("items", item_id), "2", json=body)
+    if response.status_code >= 400:
+        assert_error(response, *range(400, 500))
+    else:
+        assert_status(response, 200)
