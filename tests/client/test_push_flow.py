@@ -192,6 +192,7 @@ def test_a_conflict_is_recorded_and_the_push_goes_on(context: SyncContext) -> No
     assert failure.server_item == server
     assert failure.item == {"id": "a", "text": "mine", "version": "v1"}
     assert failure.is_conflict
+    assert failure.operation is not None and failure.operation.item_id == "a"
     (left,) = context.pending_operations()
     assert (left.item_id, left.state) == ("a", OperationState.FAILED)
     assert context.errors() == []  # errors belong to one push; the operation stays queued

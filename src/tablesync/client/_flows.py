@@ -174,7 +174,10 @@ def _finish_push(
     completed: int,
     cause: Exception | None,
 ) -> PushResult:
-    errors = [TableOperationError(error, context) for error in context.errors()]
+    errors = [
+        TableOperationError(error, context, context.store.get_operation_by_id(error.operation_id))
+        for error in context.errors()
+    ]
     handler.on_push_complete(PushResult(status, errors, completed))
     # Errors belong to this push: the failed operations stay queued and are retried by the
     # next push, so stale error rows would only confuse it (AMA issue #809).
