@@ -26,7 +26,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-MOVIE_COLUMNS = {
+MOVIE_COLUMNS: dict[str, Any] = {
     "title": "string",
     "duration": "integer",
     "rating": "string",
@@ -34,7 +34,7 @@ MOVIE_COLUMNS = {
     "bestPictureWinner": "boolean",
     "year": "integer",
 }
-ITEM_COLUMNS = {
+ITEM_COLUMNS: dict[str, Any] = {
     "title": "string",
     "count": "integer",
     "price": "number",
