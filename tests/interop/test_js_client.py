@@ -299,3 +299,38 @@ def test_purge_refuses_pending_then_forced_purge_resets_the_pull(
     assert out[1] == []
     # The purge dropped the incremental token, so the pull brought every row back.
     assert out[2] == 5
+
+
+def test_duplicate_insert_conflict_body_is_the_server_row_on_tablesync(
+    server: Peer, server_http: httpx.Client, device: Callable[..., list[Any]]
+) -> None:
+    """The JS client gives ``onConflict`` no server record for a 409 (only for 412), so an app
+    resolving a duplicate insert reads the response body. tablesync sends the stored row there;
+    Node echoes the request (known difference)."""
+    stored = server_http.post(
+        "/tables/todoitem", json={"id": "dup", "text": "server", "complete": False, "n": 1}
+    ).json()
+    out = device(
+        server.url,
+        {"op": "insert", "item": {"id": "dup", "text": "client", "complete": True, "n": 2}},
+        {"op": "push", "onConflict": "cancelAndUpdateFromBody"},
+        {"op": "lookup", "id": "dup"},
+        {"op": "pending"},
+    )
+    [conflict] = out[1]["conflicts"]
+    assert "handlerError" not in conflict
+    assert (conflict["status"], conflict["action"]) == (409, "insert")
+    assert conflict["serverRecord"] is None
+    if server.kind == "node":
+        # "Server wins" then keeps the client's own item, without a version: the device
+        # silently diverges from the server.
+        assert conflict["responseBody"]["text"] == "client"
+        assert out[2]["text"] == "client"
+        assert out[2]["version"] is None
+    else:
+        assert conflict["responseBody"]["text"] == "server"
+        assert conflict["responseBody"]["version"] == stored["version"]
+        assert out[2]["text"] == "server"
+        assert out[2]["version"] == stored["version"]
+    assert out[3] == []
+    assert server_http.get("/tables/todoitem/dup").json()["text"] == "server"

@@ -6,7 +6,7 @@
 //   table: 'todoitem', columns: { text: 'string', ... } (system columns are added),
 //   steps: [ {op: 'insert', item}, {op: 'update', id, changes}, {op: 'delete', id},
 //            {op: 'lookup', id}, {op: 'read'}, {op: 'pending'},
-//            {op: 'push', onConflict: 'cancelAndUpdate' | 'none'},
+//            {op: 'push', onConflict: 'cancelAndUpdate' | 'cancelAndUpdateFromBody' | 'none'},
 //            {op: 'pull', queryId: null | 'q', filter: {field: value}, pageSize},
 //            {op: 'purge', force} ]
 // }
@@ -41,13 +41,19 @@ function conflictHandler(mode, seen) {
     return {
         // The SDK swallows a handler's exception (the error just stays unhandled): record it.
         onConflict: async (pushError) => {
+            const request = pushError.getError().request;
+            // The SDK fills the server record for 412 only; for 409 the body is all there is.
             const server = pushError.getServerRecord();
-            const entry = { status: pushError.getError().request.status,
-                action: pushError.getAction(), serverRecord: plain(server),
+            const body = request.responseText ? JSON.parse(request.responseText) : null;
+            const entry = { status: request.status, action: pushError.getAction(),
+                serverRecord: plain(server), responseBody: body,
                 clientRecord: plain(pushError.getClientRecord()) };
             seen.push(entry);
             try {
                 if (mode === 'cancelAndUpdate') await pushError.cancelAndUpdate(asStoreRecord(server));
+                if (mode === 'cancelAndUpdateFromBody') {
+                    await pushError.cancelAndUpdate(asStoreRecord(body));
+                }
             } catch (err) {
                 entry.handlerError = describe(err);
             }
