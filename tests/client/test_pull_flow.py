@@ -311,3 +311,30 @@ def test_full_pull_asks_for_tombstones(context: SyncContext) -> None:
     server = Rows([])
     pull(context, server, V2)
     assert server.requests[0].url.params["__includeDeleted"] == "true"
+
+
+class IgnoresSkip(Rows):
+    """A broken server: every request gets the first page, whatever ``$skip`` says."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        page = self.rows[: int(request.url.params.get("$top", 100))]
+        return reply(request, 200, {"items": page, "count": None, "nextLink": None})
+
+
+def test_a_server_ignoring_skip_fails_the_pull_instead_of_looping(context: SyncContext) -> None:
+    server = IgnoresSkip(rows(10, same_stamp=True))
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 4))
+    error, requests = drive_raising(flow, server)
+    assert isinstance(error, PullFailedError) and "ignore $skip" in str(error)
+    assert len(requests) == 3  # the re-base, then one skip that came back unchanged
+
+
+def test_a_full_pull_against_a_server_ignoring_skip_stops_with_an_error(
+    context: SyncContext,
+) -> None:
+    from tablesync import ServerError
+
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", page_size=4))
+    error, requests = drive_raising(flow, IgnoresSkip(rows(10)))
+    assert isinstance(error, ServerError) and len(requests) == 2

@@ -531,3 +531,23 @@ def test_push_of_some_tables_leaves_the_others(context: SyncContext) -> None:
     driven = push(context, echo(), tables=["notes"])
     assert [r.url.path for r in driven.requests] == ["/tables/notes/n"]
     assert [op.table for op in context.pending_operations()] == ["todo"]
+
+
+def test_a_handler_that_forgets_to_return_the_outcome_stops_the_push(context: SyncContext) -> None:
+    from tablesync import UsageError
+
+    class Forgetful(SyncHandler):
+        def execute_operation(self, operation: Any, send: Any) -> Any:
+            yield from send(operation.item)
+
+    context.update("todo", {"id": "a"})
+    error, _ = push_failing(context, echo(), handler=Forgetful())
+    assert error.result.status is PushStatus.INTERNAL_ERROR
+    assert isinstance(error.__cause__, UsageError) and "OperationOutcome" in str(error.__cause__)
+
+
+def test_a_handler_class_instead_of_an_instance_is_refused() -> None:
+    from tablesync import Client, UsageError
+
+    with pytest.raises(UsageError, match="instance"):
+        Client("http://server", conflict_handler=ServerWins)  # type: ignore[arg-type]

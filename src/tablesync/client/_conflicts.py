@@ -181,6 +181,8 @@ def make_handler(handler: SyncHandler | ResolveFunction | None) -> SyncHandler:
     """The handler for ``Client(conflict_handler=...)``: a handler, a resolve function, or none."""
     if handler is None:
         return SyncHandler()
+    if isinstance(handler, type):
+        raise UsageError(f"conflict_handler wants an instance: {handler.__name__}(), not the class")
     if isinstance(handler, SyncHandler) or all(
         callable(getattr(handler, hook, None))
         for hook in ("execute_operation", "on_push_complete", "on_pull_complete")

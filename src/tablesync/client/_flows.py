@@ -126,6 +126,11 @@ def _push_one(
         return 0  # a local change cancelled the operation since it was read: nothing to send
     send = operation_sender(builder, op)
     outcome = yield from handler.execute_operation(PushOperation(op, item), send)
+    if not isinstance(outcome, OperationOutcome):
+        raise UsageError(
+            f"{type(handler).__name__}.execute_operation returned {outcome!r}; it must return "
+            "the OperationOutcome of `yield from send(...)`"
+        )
     _record(context, op, item, outcome)
     return 1 if outcome.ok else 0
 
@@ -462,7 +467,7 @@ def _incremental_pull(
     key = delta_token_key(spec.table, spec.query_id)
     stored = context.get_delta_token(spec.table, spec.query_id)
     bound = _parse_token(stored)
-    skip = 0
+    skip, previous = 0, None
     while True:
         request = builder.build(
             "GET",
@@ -476,9 +481,26 @@ def _incremental_pull(
             return
         newest = max((_updated_at(item) for item in page.items), default=bound)
         grew = newest > bound
+        previous = _check_progress(spec.table, previous, bound, skip, page)
         token = (key, format_datetime(newest)) if grew else None
         _apply(context, spec, page, tally, progress, token)
         bound, skip = (newest, 0) if grew else (bound, skip + len(page.items) + page.skipped)
+
+
+_PageKey = tuple[dt.datetime, list[str]]
+
+
+def _check_progress(
+    table: str, previous: _PageKey | None, bound: dt.datetime, skip: int, page: Page
+) -> _PageKey:
+    """Refuse to loop when a server ignores ``$skip``: the same page again at a larger skip."""
+    ids = [item["id"] for item in page.items]
+    if skip and previous is not None and previous == (bound, ids):
+        raise PullFailedError(
+            f"the server sent the same page of {table!r} again for $skip={skip}: it seems to "
+            "ignore $skip, so the pull cannot move past rows that share one updatedAt"
+        )
+    return bound, ids
 
 
 def _parse_token(value: str | None) -> dt.datetime:

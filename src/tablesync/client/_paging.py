@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .._exceptions import UnsupportedQueryError
+from .._exceptions import ServerError, UnsupportedQueryError
 from ..protocol import ApiVersion
 from ._http import Page, RequestBuilder, resolve_next_link
 
@@ -112,6 +112,7 @@ class PageCursor:
         self._batch_top = 0
         self._batch_read = 0
         self._until_empty = until_empty
+        self._last_ids: list[str] | None = None
         self.done = top == 0
 
     def request(self) -> httpx.Request | None:
@@ -130,6 +131,7 @@ class PageCursor:
     def advance(self, page: Page) -> None:
         """Take in the page that answered the last request."""
         received = len(page.items) + page.skipped
+        self._check_moved(page)
         self._read += received
         self._batch_read += received
         if self._remaining is not None:
@@ -146,3 +148,14 @@ class PageCursor:
             # explicit request, more rows may remain: ask again from where we are.
             self._link = None
             self.done = self._batch_read < self._batch_top and not self._until_empty
+
+    def _check_moved(self, page: Page) -> None:
+        # A server that ignores $skip answers every page with the first one: stop, loudly.
+        ids = [item["id"] for item in page.items]
+        if ids and ids == self._last_ids:
+            raise ServerError(
+                f"GET {self._table_url} answered the same page twice while paging: the server "
+                "seems to ignore $skip or its next link",
+                status_code=200,
+            )
+        self._last_ids = ids
