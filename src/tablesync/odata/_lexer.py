@@ -50,22 +50,29 @@ class Token:
         return repr(self.text)
 
 
-_SPACE = re.compile(r"[ \t\r\n]+")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SPACE = re.compile(r"[ \t\r\n]+", re.ASCII)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
 _HEX = "[0-9A-Fa-f]"
-_GUID = re.compile(rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![\w-])")
+_GUID = re.compile(
+    rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![\w-])", re.ASCII
+)
 # A bare v4 DateTimeOffset must carry an offset. The offset's "+" may arrive as "%2B" (an
 # extra round of percent-encoding) or as a space (a "+" decoded as form data); both mean "+".
 _OFFSET = r"(?:Z|z|[+-]\d{2}:?\d{2}|%2[Bb]\d{2}:?\d{2}| \d{2}:\d{2}(?=\s*[,)]))"
-_DATETIME = re.compile(rf"\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?{_OFFSET}")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\w:.-])")
-_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,12})?)?(?![\w:.-])")
-_NUMBER = re.compile(r"-?\d+(?P<frac>\.\d+)?(?P<exp>[eE][+-]?\d+)?(?P<suffix>[LlMmDdFf])?(?!\w)")
+_DATETIME = re.compile(
+    rf"\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?{_OFFSET}", re.ASCII
+)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?![\w:.-])", re.ASCII)
+_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,12})?)?(?![\w:.-])", re.ASCII)
+_NUMBER = re.compile(
+    r"-?\d+(?P<frac>\.\d+)?(?P<exp>[eE][+-]?\d+)?(?P<suffix>[LlMmDdFf])?(?!\w)", re.ASCII
+)
 _KEYWORD_LITERALS = {
     "null": Literal(None, LiteralKind.NULL),
     "true": Literal(True, LiteralKind.BOOL),
     "false": Literal(False, LiteralKind.BOOL),
 }
+_DIGITS = frozenset("0123456789")
 _SIMPLE = {"(": TokenKind.LPAREN, ")": TokenKind.RPAREN, ",": TokenKind.COMMA}
 #: Names that are operators, never properties.
 OPERATOR_WORDS = frozenset(
@@ -126,11 +133,11 @@ class _Lexer:
             return self._take(_SIMPLE[char], 1)
         if char == "'":
             return self._string()
-        if char.isdigit() or (char == "-" and self._starts_negative_number()):
+        if char in _DIGITS or (char == "-" and self._starts_negative_number()):
             return self._number_like()
         if char == "-":
             return self._take(TokenKind.MINUS, 1)
-        if char.isalpha() or char == "_":
+        if char.isascii() and (char.isalpha() or char == "_"):
             return self._name_like()
         if char == "/":
             raise self.error("unexpected character '/': property paths are not supported")
@@ -144,7 +151,7 @@ class _Lexer:
     def _starts_negative_number(self) -> bool:
         # After an operand ("x -5", "f() -5") a "-" can only be a misplaced operator; after
         # an operator word, "(", "," or at the start it is the sign of a number.
-        if not self.text[self.pos + 1 : self.pos + 2].isdigit():
+        if self.text[self.pos + 1 : self.pos + 2] not in _DIGITS:
             return False
         if not self.tokens:
             return True

@@ -107,7 +107,7 @@ def parse_select(text: str) -> tuple[str, ...]:
     position = 0
     for part in text.split(","):
         name = part.strip()
-        if not _SELECT_NAME.match(name):
+        if not _SELECT_NAME.fullmatch(name):
             where = position + len(part) - len(part.lstrip())
             raise ODataSyntaxError(
                 f"expected a property name in $select, found {name!r}", text=text, position=where

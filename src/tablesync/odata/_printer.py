@@ -36,7 +36,6 @@ __all__ = ["format_literal", "to_odata"]
 _UNARY_LEVEL = 6
 _POSTFIX_LEVEL = 7
 _PRIMARY_LEVEL = 8
-_NUMERIC = (LiteralKind.INT, LiteralKind.DECIMAL, LiteralKind.FLOAT)
 
 
 def to_odata(expr: Expr, version: ApiVersion = ApiVersion.V3) -> str:
@@ -97,10 +96,9 @@ class _Printer:
         operand = expr.operand
         if expr.op is UnaryOp.NOT:
             return "not " + self.print(operand, _UNARY_LEVEL)
-        if isinstance(operand, Literal) and operand.kind in _NUMERIC:
-            # "-5" would read back as a negative literal, not as negation.
-            return f"-({self.node(operand)})"
-        return "-" + self.print(operand, _UNARY_LEVEL)
+        text = self.print(operand, _UNARY_LEVEL)
+        # "-" before a digit would read back as the sign of a number, not as negation.
+        return f"-({text})" if text[:1].isdigit() else "-" + text
 
     def call(self, expr: Call) -> str:
         args = list(expr.args)

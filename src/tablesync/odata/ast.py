@@ -244,7 +244,7 @@ class Member:
     """The property name as written in the query."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _IDENTIFIER.match(self.name):
+        if not isinstance(self.name, str) or not _IDENTIFIER.fullmatch(self.name):
             raise QueryError(f"{self.name!r} is not a valid property name")
 
 

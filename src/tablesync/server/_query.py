@@ -205,7 +205,11 @@ class _Compiler:
         if other.is_null:
             return boolean(sa.true() if op is BinaryOp.EQ else sa.false(), never_null=True)
         value = self.two_valued(other) if other.condition else other.element
-        test = value.is_(None) if op is BinaryOp.EQ else value.is_not(None)
+        is_null = value.is_(None)
+        if other.is_json:
+            # A JSON column holds SQL NULL, or the JSON text null when None was stored.
+            is_null = sa.or_(is_null, sa.cast(value, sa.Text()) == "null")
+        test = is_null if op is BinaryOp.EQ else sa.not_(is_null)
         return boolean(test, never_null=True)
 
     def operand(self, sql: Sql, other: Sql) -> ColumnElement[Any]:

@@ -47,6 +47,8 @@ class _Function(FunctionElement[Any]):
 class strpos(_Function):
     """1-based position of ``needle`` in ``haystack``, 0 when absent (case-sensitive)."""
 
+    inherit_cache = True
+
     type = sa.Integer()
     name = "strpos"
 
@@ -73,6 +75,8 @@ def _strpos_mysql(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
 
 class char_length(_Function):
     """Length in characters (MySQL's ``length`` counts bytes)."""
+
+    inherit_cache = True
 
     type = sa.Integer()
     name = "char_length"
@@ -149,12 +153,16 @@ def _arith_mysql(element: arith, compiler: SQLCompiler, **kw: Any) -> str:
 class floor(_Function):
     """The largest integer not above the argument."""
 
+    inherit_cache = True
+
     type = sa.Numeric()
     name = "floor"
 
 
 class ceiling(_Function):
     """The smallest integer not below the argument."""
+
+    inherit_cache = True
 
     type = sa.Numeric()
     name = "ceiling"
@@ -192,6 +200,8 @@ def _ceiling_native(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
 
 class round_half_away(_Function):
     """Round to an integer, halves away from zero (OData ``round``)."""
+
+    inherit_cache = True
 
     type = sa.Numeric()
     name = "round_half_away"
