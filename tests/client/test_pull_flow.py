@@ -11,7 +11,7 @@ import pytest
 from tablesync import PullFailedError, Query, UnsupportedQueryError
 from tablesync.client import SyncHandler, SyncProgress
 from tablesync.client._context import SyncContext
-from tablesync.client._flows import PullSpec, pull_flow
+from tablesync.client._pull import PullSpec, pull_flow
 from tablesync.protocol import ApiVersion, parse_datetime
 
 from .conftest import builder, drive, drive_raising, reply

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._exceptions import ServerError, UsageError
 from ..protocol import ApiVersion, new_id, strip_system_properties
 from ..protocol.headers import INCLUDE_DELETED_PARAM
-from ._flows import Flow, PullSpec, pull_flow
+from ._flows import Flow
 from ._http import RequestBuilder, check, check_item_id, item_from_response, parse_page
 from ._paging import PageCursor, count_param, query_params
 from ._progress import ProgressCallback
+from ._pull import PullSpec, pull_flow
 from ._results import PullResult
 from ._store import Operation
 
