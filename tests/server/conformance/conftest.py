@@ -40,6 +40,7 @@ ITEM_COLUMNS: dict[str, Any] = {
     "price": "number",
     "done": "boolean",
     "due": "datetime",
+    "meta": "json",
 }
 
 

@@ -139,3 +139,19 @@ def test_v3_if_modified_since_in_the_past_reads_200(server: Any) -> None:
     headers = {"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}
     response = call(server.http, "GET", item_url("items", item["id"]), "3", headers=headers)
     assert assert_entity(response, "3", 200) == item
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ['W/"{current}"', "not-a-tag", '"not base64 at all!"'],
+    ids=["weak", "unquoted-garbage", "quoted-garbage"],
+)
+@pytest.mark.parametrize("version", ["2", "3"], ids=["v2", "v3"])
+def test_unusable_if_match_never_writes(server: Any, version: str, tag: str) -> None:
+    # §2.2/§11.2: weak tags are rejected (NS: 400) or never match (AMA: 412); a value that is
+    # not one of ours cannot match either. Either answer is allowed; a write is not.
+    item = _insert(server, version)
+    header = tag.format(current=item["version"])
+    response = _write(server, version, "PATCH", item, headers={"If-Match": header})
+    assert response.status_code in (400, 412), response.text[:200]
+    assert _read(server, version, item["id"]) == item

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
 from tablesync.protocol import is_valid_id, parse_datetime
 
-from ._wire import assert_entity, assert_error, assert_status, call, etag_of, find, item_url, new_id
+from ._wire import (
+    assert_entity,
+    assert_error,
+    assert_status,
+    call,
+    etag_of,
+    fetch_all,
+    find,
+    item_url,
+    new_id,
+)
 
 ITEMS = "items"
 
@@ -246,3 +257,32 @@ def test_v3_put_with_stale_body_version_never_stores_it(server: Any) -> None:
         return
     put = assert_entity(response, "3", 200)
     assert put["version"] not in (item["version"], changed["version"])
+
+
+def test_empty_object_insert_gets_an_id(server: Any, version: str) -> None:
+    response = call(server.http, "POST", "/tables/items", version, json={})
+    assert is_valid_id(assert_entity(response, version, 201)["id"])
+
+
+def test_json_with_charset_is_accepted(server: Any, version: str) -> None:
+    body = json.dumps({"id": new_id(), "title": "charset"})
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    response = call(server.http, "POST", "/tables/items", version, content=body, headers=headers)
+    assert assert_entity(response, version, 201)["title"] == "charset"
+
+
+def test_unicode_values_round_trip_and_filter(server: Any, version: str) -> None:
+    title = f"日本語 ✓ 🎬 {new_id()}"
+    item = _insert(server, version, title=title)
+    read = call(server.http, "GET", item_url(ITEMS, item["id"]), version)
+    assert assert_entity(read, version, 200)["title"] == title
+    literal = quote(title.replace("'", "''"), safe="")
+    rows = fetch_all(server.http, version, f"/tables/items?$filter=title eq '{literal}'")
+    assert [row["id"] for row in rows] == [item["id"]]
+
+
+def test_json_column_round_trips(server: Any, version: str) -> None:
+    meta = {"tags": ["a", "b"], "nested": {"n": 1, "ok": True, "none": None}}
+    item = _insert(server, version, meta=meta)
+    read = call(server.http, "GET", item_url(ITEMS, item["id"]), version)
+    assert item["meta"] == meta and assert_entity(read, version, 200)["meta"] == meta

@@ -72,6 +72,23 @@ def test_v3_no_next_link_when_top_satisfied_or_rows_run_out(
     assert response.json()["nextLink"] is None
 
 
+@pytest.mark.parametrize(
+    ("query", "skip", "top"),
+    [
+        pytest.param("$skip=10&$top=150", "110", ["50"], id="skip-and-top"),
+        pytest.param("$skip=10", "110", [], id="skip-only"),
+        pytest.param("$top=248", "100", ["148"], id="top-all"),
+    ],
+)
+def test_v3_next_link_follows_the_ama_rule(
+    server: Any, query: str, skip: str, top: list[str]
+) -> None:
+    link = get_json(server.http, f"/tables/movies?{query}", "3")["nextLink"]
+    assert isinstance(link, str), query
+    parsed = _query_of(link)
+    assert parsed["$skip"] == [skip] and parsed.get("$top", []) == top, link
+
+
 def test_v3_next_link_is_absolute_by_default(server: Any) -> None:
     link = get_json(server.http, "/tables/movies", "3")["nextLink"]
     parts = urlsplit(link)
@@ -99,7 +116,16 @@ def test_v3_next_link_keeps_filter_and_order(server: Any) -> None:
     movies = [movie for movie in server.movies if movie["year"] > 1950]
     expected = [m["id"] for m in sorted(movies, key=lambda m: (-m["year"], m["id"]))]
     url = "/tables/movies?$filter=year gt 1950&$orderby=year desc&$count=true"
+    first = get_json(server.http, url, "3")
+    repeated = _query_of(first["nextLink"])
+    assert repeated["$filter"] == ["year gt 1950"] and repeated["$orderby"] == ["year desc"]
     assert ids(fetch_all(server.http, "3", url)) == expected
+
+
+def test_next_links_keep_select(server: Any, version: str) -> None:
+    rows = fetch_all(server.http, version, "/tables/movies?$select=id,title")
+    assert ids(rows) == _all_ids(server)
+    assert all("year" not in row and "title" in row for row in rows)
 
 
 def test_v3_next_link_keeps_include_deleted(server: Any) -> None:
@@ -117,6 +143,7 @@ def test_v2_default_page_is_a_bare_array_of_50_with_a_link(server: Any) -> None:
     assert link is not None
     parts = urlsplit(link)
     assert parts.scheme in ("http", "https") and parts.netloc, link
+    assert _query_of(link)["$skip"] == ["50"], link
 
 
 def test_v2_following_link_yields_every_row_once(server: Any) -> None:
