@@ -374,3 +374,73 @@ def test_concurrent_pushes_send_each_operation_once(app: Any, version: str, tmp_
             for thread in threads:
                 thread.join(timeout=30)
             assert counting.posts == 10 and client.pending_operations == []
+
+
+class RequireToken:
+    """ASGI middleware: 401 unless ``Authorization: Bearer <valid>``."""
+
+    def __init__(self, app: Any, valid: str) -> None:
+        self.app, self.valid = app, valid
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers") or [])
+        if (
+            scope["type"] == "http"
+            and headers.get(b"authorization") != f"Bearer {self.valid}".encode()
+        ):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": b'{"status":401,"error":"bad token"}'}
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def test_an_expired_token_is_refreshed_during_a_push(
+    app: Any, version: str, tmp_path: Path
+) -> None:
+    asked: list[bool] = []
+
+    def token(refresh: bool = False) -> str:
+        asked.append(refresh)
+        return "new" if refresh else "expired"
+
+    with TestClient(RequireToken(app, "new")) as http, SQLiteStore(tmp_path / "c.db") as store:
+        client = Client(
+            "http://testserver", store=store, http=http, api_version=version, auth=token
+        )
+        todo = client.sync_table("todoitem")
+        todo.insert({"text": "a"})
+        todo.insert({"text": "b"})
+        assert client.push().ok
+        assert asked == [False, True]
+        assert len(list(client.table("todoitem").query())) == 2
+
+
+def test_a_refused_token_stops_the_push_and_keeps_the_queue(
+    app: Any, version: str, tmp_path: Path
+) -> None:
+    with TestClient(RequireToken(app, "never")) as http, SQLiteStore(tmp_path / "c.db") as store:
+        client = Client(
+            "http://testserver",
+            store=store,
+            http=http,
+            api_version=version,
+            auth=lambda refresh=False: "wrong",
+        )
+        todo = client.sync_table("todoitem")
+        todo.insert({"text": "a"})
+        with pytest.raises(PushFailedError) as info:
+            client.push()
+        assert info.value.result.status is PushStatus.CANCELLED_BY_AUTHENTICATION_ERROR
+        assert len(client.pending_operations) == 1
+        from tablesync import AuthenticationError
+
+        with pytest.raises(AuthenticationError):
+            client.table("todoitem").count()
