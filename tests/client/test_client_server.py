@@ -444,3 +444,27 @@ def test_a_refused_token_stops_the_push_and_keeps_the_queue(
 
         with pytest.raises(AuthenticationError):
             client.table("todoitem").count()
+
+
+def test_sync_pushes_then_pulls_each_table(devices: Devices) -> None:
+    phone, laptop = devices("phone"), devices("laptop")
+    phone.sync_table("todoitem").insert({"text": "from phone"})
+    laptop.sync_table("todoitem").insert({"text": "from laptop"})
+
+    assert phone.sync() == []  # no tables named: push only
+    (result,) = laptop.sync("todoitem")
+    (again,) = phone.sync("todoitem", query_id="mine")
+
+    assert result.push is None and result.received >= 2
+    assert {i["text"] for i in phone.sync_table("todoitem").query()} == {
+        "from phone",
+        "from laptop",
+    }
+    assert again.query_id == "mine" and phone.pending_operations == laptop.pending_operations == []
+
+
+@pytest.mark.anyio
+async def test_async_sync(async_client: AsyncClient) -> None:
+    await async_client.sync_table("todoitem").insert({"text": "x"})
+    (result,) = await async_client.sync("todoitem")
+    assert result.received >= 1 and async_client.pending_operations == []

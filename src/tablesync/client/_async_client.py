@@ -17,7 +17,7 @@ from ._conflicts import ResolveFunction, SyncHandler
 from ._flows import Flow
 from ._http import check_table_name
 from ._progress import ProgressCallback
-from ._results import PushResult
+from ._results import PullResult, PushResult
 from ._retry import FetchToken, RetryPolicy, Sleep
 from ._store import LocalStore
 from ._tables import AsyncSyncTable, AsyncTable
@@ -107,6 +107,12 @@ class AsyncClient(BaseClient):
     ) -> PushResult:
         """Send the queued operations; see :meth:`Client.push`."""
         return await self._run_exclusive(self._push_flow(tables, progress))
+
+    async def sync(
+        self, *tables: str, query_id: str = "all", progress: ProgressCallback | None = None
+    ) -> list[PullResult]:
+        """Push the whole queue, then pull each of ``tables``; see :meth:`Client.sync`."""
+        return await self._run_exclusive(self._sync_flow(tables, query_id, progress))
 
     # -- the driver ----------------------------------------------------------------------------
     async def _run(self, flow: Flow[T]) -> T:

@@ -17,7 +17,8 @@ from ._context import SyncContext
 from ._flows import Flow, push_flow
 from ._http import RequestBuilder, check_table_name, parse_api_version_arg
 from ._progress import ProgressCallback
-from ._results import PushResult
+from ._pull import PullSpec, sync_flow
+from ._results import PullResult, PushResult
 from ._retry import FetchToken, RetryPolicy, SendSteps, Sleep, TokenHeader, send_steps
 from ._store import LocalStore, Operation
 from ._tables import SyncTable, Table
@@ -102,6 +103,12 @@ class BaseClient:
     ) -> Flow[PushResult]:
         names = None if tables is None else [check_table_name(name) for name in tables]
         return push_flow(self.context, self._builder, self.handler, tables=names, progress=progress)
+
+    def _sync_flow(
+        self, tables: Sequence[str], query_id: str, progress: ProgressCallback | None
+    ) -> Flow[list[PullResult]]:
+        specs = [PullSpec(check_table_name(t), None, query_id, self.page_size) for t in tables]
+        return sync_flow(self.context, self._builder, self.handler, specs, progress)
 
     def _steps(self, request: httpx.Request) -> SendSteps:
         if self._closed:
@@ -213,6 +220,16 @@ class Client(BaseClient):
                 the push was cut short (``result.status``).
         """
         return self._run_exclusive(self._push_flow(tables, progress))
+
+    def sync(
+        self, *tables: str, query_id: str = "all", progress: ProgressCallback | None = None
+    ) -> list[PullResult]:
+        """Push the whole queue, then pull each of ``tables`` incrementally under ``query_id``.
+
+        Raises:
+            PushFailedError: the push failed; nothing was pulled.
+        """
+        return self._run_exclusive(self._sync_flow(tables, query_id, progress))
 
     # -- the driver ----------------------------------------------------------------------------
     def _run(self, flow: Flow[T]) -> T:

@@ -277,3 +277,19 @@ def datetime_literal(value: dt.datetime, version: ApiVersion) -> str:
     if version is ApiVersion.V2:
         return f"datetimeoffset'{text}'"
     return f"cast({text},Edm.DateTimeOffset)"
+
+
+def sync_flow(
+    context: SyncContext,
+    builder: RequestBuilder,
+    handler: SyncHandler,
+    specs: list[PullSpec],
+    progress: ProgressCallback | None = None,
+) -> Flow[list[PullResult]]:
+    """Push the whole queue (if anything is queued), then pull each table in turn."""
+    if context.pending_count():
+        yield from push_flow(context, builder, handler, progress=progress)
+    results = []
+    for spec in specs:
+        results.append((yield from pull_flow(context, builder, handler, spec, progress)))
+    return results
