@@ -551,3 +551,24 @@ def test_a_handler_class_instead_of_an_instance_is_refused() -> None:
 
     with pytest.raises(UsageError, match="instance"):
         Client("http://server", conflict_handler=ServerWins)  # type: ignore[arg-type]
+
+
+def test_server_wins_does_not_abort_when_the_item_was_edited_during_the_push(
+    context: SyncContext,
+) -> None:
+    context.update("todo", {"id": "a", "text": "mine", "version": "v1"})
+    context.update("todo", {"id": "b", "text": "next"})
+    server = {"id": "a", "text": "theirs", "version": "v9"}
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/a"):
+            context.update("todo", {"id": "a", "text": "edited meanwhile", "version": "v1"})
+            return reply(request, 412, server)
+        return echo()(request)
+
+    error, requests = push_failing(context, respond, handler=ServerWins())
+
+    assert error.result.status is PushStatus.COMPLETE and len(requests) == 2
+    assert [e.item_id for e in error.result.errors] == ["a"]
+    assert context.get("todo", "a")["text"] == "edited meanwhile"
+    assert [op.item_id for op in context.pending_operations()] == ["a"]

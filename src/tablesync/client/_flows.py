@@ -130,9 +130,14 @@ def _record(
     if outcome.accept_server and server_item is not None:
         # "Server wins" goes through the same resolution a user would call, atomically.
         error = _operation_error(op, item, outcome)
-        with context.store.atomic():
+        try:
+            with context.store.atomic():
+                context.fail_operation(op, error)
+                context.cancel_and_update(error, server_item)  # a tombstone deletes the row
+        except QueueError:
+            # The item was edited locally during the push: that newer change stays queued
+            # for the next push, which will meet the conflict again; keep this error visible.
             context.fail_operation(op, error)
-            context.cancel_and_update(error, server_item)  # a tombstone deletes the row
     elif outcome.ok:
         keep = server_item if op.kind is not OperationKind.DELETE else None
         context.complete_operation(op, keep)
