@@ -152,6 +152,17 @@ def test_delete_succeeds_on_2xx_and_when_already_gone(context: SyncContext, stat
     assert context.pending_count() == 0 and context.get("todo", "a") is None
 
 
+@pytest.mark.parametrize("status", [pytest.param(409, id="409"), pytest.param(412, id="412")])
+def test_deleting_a_row_already_deleted_on_the_server_is_success(
+    context: SyncContext, status: int
+) -> None:
+    context.store.upsert_items("todo", [{"id": "a", "version": "v1"}])
+    context.delete("todo", "a")
+    tombstone = {"id": "a", "deleted": True, "version": "v2"}
+    assert push(context, lambda r: reply(r, status, tombstone)).result.ok
+    assert context.pending_count() == 0
+
+
 def test_the_etag_header_wins_over_the_body_version(context: SyncContext) -> None:
     context.insert("todo", {"id": "a"})
     push(

@@ -255,6 +255,9 @@ def classify(
     if isinstance(error, AuthenticationError):
         raise error
     server_item = error.server_item if isinstance(error, ConflictError) else None
+    if kind is OperationKind.DELETE and server_item is not None and server_item.get("deleted"):
+        # The Node server answers 409/412 to deleting a row that is already soft-deleted.
+        return OperationOutcome(status)
     if server_item is not None and _is_own_write(kind, status, sent, server_item):
         # Our earlier attempt was applied but its response was lost (a server without the
         # Idempotency-Key extension answers the retry with a conflict): it is a success.
