@@ -109,6 +109,11 @@ def version_format(http: httpx.Client) -> Any:
     return first == "MQ==", second == "Mg=="
 
 
+def null_for_an_unseen_column(http: httpx.Client) -> Any:
+    _row(http, "a")
+    return http.patch("/tables/todoitem/a", json={"text": "y", "unseen": None}).status_code
+
+
 def shared_updated_at(http: httpx.Client) -> Any:
     stamps = {_row(http, f"r{n}", n=n)["updatedAt"] for n in range(30)}
     return len(stamps) == 30
@@ -127,6 +132,7 @@ CASES = [
     pytest.param(link_header, (False, "/", False), (False, "/tables/todoitem", True), id="link"),
     pytest.param(link_after_satisfied_top, (2, True), (2, False), id="link-after-top"),
     pytest.param(invalid_filter, 500, 400, id="invalid-filter"),
+    pytest.param(null_for_an_unseen_column, 500, 200, id="null-for-unseen-column"),
     pytest.param(version_format, (True, True), (False, False), id="version-counter"),
 ]
 
