@@ -117,3 +117,29 @@ def test_v3_first_pull_without_token_hides_deleted(server: Any) -> None:
     rows = [row for page in pages for row in page_items("3", page)]
     assert ids(rows) == [m["id"] for m in server.soft_visible]
     assert pages[0].json()["count"] == len(server.soft_visible)
+
+
+def _by_updated_at(server: Any) -> list[dict[str, Any]]:
+    url = "/tables/soft_movies?$orderby=updatedAt&__includedeleted=true"
+    pages = fetch_pages(server.http, "3", url, headers=PATH_OPTION)
+    return [row for page in pages for row in page_items("3", page)]
+
+
+def test_updated_at_equality_is_exact_to_the_millisecond(server: Any) -> None:
+    # §10: stored and compared at the precision the client sees, so `eq T` finds the row and
+    # `gt T` never returns it again.
+    row = _by_updated_at(server)[10]
+    stamp = parse_datetime(row["updatedAt"])
+    v3 = f"/tables/soft_movies?$filter=updatedAt eq cast({format_datetime(stamp)},"
+    v3 += "Edm.DateTimeOffset)&__includedeleted=true"
+    assert ids(page_items("3", call(server.http, "GET", v3, "3"))) == [row["id"]]
+    v2 = f"/tables/soft_movies?$filter=updatedAt eq datetimeoffset'{_nc_token(stamp)}'"
+    v2 += "&__includeDeleted=true"
+    assert ids(page_items("2", call(server.http, "GET", v2, "2"))) == [row["id"]]
+
+
+def test_orderby_updated_at_desc(server: Any, version: str) -> None:
+    rows = _by_updated_at(server)
+    url = "/tables/soft_movies?$orderby=updatedAt desc&__includedeleted=true&$top=20"
+    newest = page_items(version, call(server.http, "GET", url, version))
+    assert ids(newest) == ids(rows[::-1][:20])

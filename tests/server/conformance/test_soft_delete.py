@@ -106,10 +106,20 @@ def test_v2_deleted_row_is_404(server: Any, method: str) -> None:
     assert find(server.http, "items", item["id"], version="2") == [deleted]
 
 
-def test_v3_read_deleted_with_include_deleted(server: Any) -> None:
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        pytest.param("?__includedeleted=true", {}, id="parameter"),
+        pytest.param("", {"X-ZUMO-Options": "include:deleted"}, id="options-header"),
+    ],
+)
+def test_v3_read_deleted_with_include_deleted(
+    server: Any, query: str, headers: dict[str, str]
+) -> None:
     item, deleted = _deleted_item(server, "3")
-    url = item_url("items", item["id"]) + "?__includedeleted=true"
-    assert assert_entity(call(server.http, "GET", url, "3"), "3", 200) == deleted
+    url = item_url("items", item["id"]) + query
+    response = call(server.http, "GET", url, "3", headers=headers)
+    assert assert_entity(response, "3", 200) == deleted
 
 
 def test_v2_undelete(server: Any) -> None:
@@ -146,3 +156,12 @@ def test_v3_undelete_with_patch(server: Any) -> None:
     assert restored["version"] not in (item["version"], deleted["version"])
     assert parse_datetime(restored["updatedAt"]) > parse_datetime(deleted["updatedAt"])
     assert assert_entity(call(server.http, "GET", url, "3"), "3", 200) == restored
+
+
+def test_filter_cannot_reach_hidden_rows(server: Any, version: str) -> None:
+    rows = fetch_all(server.http, version, "/tables/soft_movies?$filter=deleted eq true")
+    assert rows == []
+
+
+def test_v2_undelete_of_a_missing_row_is_404(server: Any) -> None:
+    assert_error(call(server.http, "POST", item_url("items", new_id()), "2"), 404)
