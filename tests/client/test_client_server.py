@@ -468,3 +468,32 @@ async def test_async_sync(async_client: AsyncClient) -> None:
     await async_client.sync_table("todoitem").insert({"text": "x"})
     (result,) = await async_client.sync("todoitem")
     assert result.received >= 1 and async_client.pending_operations == []
+
+
+def test_filter_strings_are_accepted_where_queries_are(devices: Devices) -> None:
+    phone = devices("phone")
+    online = phone.table("todoitem")
+    for n in range(4):
+        online.insert({"text": "a" if n < 3 else "b", "n": n})
+    todo = phone.sync_table("todoitem")
+
+    assert online.count("text eq 'a'") == 3
+    assert len(list(online.query("n ge 1"))) == 3
+    todo.pull("text eq 'b'", query_id="bs")
+    assert [i["text"] for i in todo.query()] == ["b"]
+
+
+def test_bad_arguments_are_usage_errors_and_send_nothing(devices: Devices) -> None:
+    from tablesync import UsageError
+
+    phone = devices("phone")
+    phone.sync_table("todoitem").insert({"text": "queued"})
+    with pytest.raises(UsageError):
+        list(phone.table("todoitem").query(42))  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        phone.table("todoitem").get("bad/id")
+    with pytest.raises(UsageError):
+        phone.table("todoitem").delete({"text": "no id"})
+    with pytest.raises(UsageError):
+        phone.table("no such/table")
+    assert phone.push(tables="todoitem").completed == 1  # one table, not its letters

@@ -101,6 +101,8 @@ class BaseClient:
     def _push_flow(
         self, tables: Sequence[str] | None, progress: ProgressCallback | None
     ) -> Flow[PushResult]:
+        if isinstance(tables, str):
+            tables = [tables]  # push(tables="todo") means that one table, not its letters
         names = None if tables is None else [check_table_name(name) for name in tables]
         return push_flow(self.context, self._builder, self.handler, tables=names, progress=progress)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .._exceptions import ServerError, UnsupportedQueryError
+from .._exceptions import ServerError, UnsupportedQueryError, UsageError
 from ..protocol import ApiVersion
 from ._http import Page, RequestBuilder, resolve_next_link
 
@@ -44,8 +44,12 @@ class QueryParams:
         return [(k, v) for k, v in self.params if k.lower() not in drop]
 
 
-def query_params(query: Query | None, version: ApiVersion) -> QueryParams:
-    """Split ``query.to_params(version)`` into plain parameters and paging."""
+def query_params(query: Query | str | None, version: ApiVersion) -> QueryParams:
+    """Split ``query.to_params(version)`` into plain parameters and paging.
+
+    A string is taken as a filter (``"done eq false"``).
+    """
+    query = as_query(query)
     if query is None:
         return QueryParams([])
     params: list[tuple[str, str]] = []
@@ -59,6 +63,19 @@ def query_params(query: Query | None, version: ApiVersion) -> QueryParams:
         elif lowered not in _COUNT_PARAMS:
             params.append((key, value))
     return QueryParams(params, skip, top)
+
+
+def as_query(query: Query | str | None) -> Query | None:
+    """Accept a ``Query``, a filter string (``"done eq false"``) or ``None``."""
+    if query is None:
+        return None
+    if isinstance(query, str):
+        from ..odata import Query
+
+        return Query(query)
+    if not callable(getattr(query, "to_params", None)):
+        raise UsageError(f"expected a Query or a filter string, not {type(query).__name__}")
+    return query
 
 
 def _non_negative(key: str, value: str) -> int:

@@ -15,7 +15,7 @@ from ..protocol import ApiVersion, new_id, strip_system_properties
 from ..protocol.headers import INCLUDE_DELETED_PARAM
 from ._flows import Flow
 from ._http import RequestBuilder, check, check_item_id, item_from_response, parse_page
-from ._paging import PageCursor, count_param, query_params
+from ._paging import PageCursor, as_query, count_param, query_params
 from ._progress import ProgressCallback
 from ._pull import PullSpec, pull_flow
 from ._results import PullResult
@@ -110,7 +110,7 @@ def undelete_flow(
     return item_from_response(check((yield request)))
 
 
-def count_flow(builder: RequestBuilder, table: str, query: Query | None) -> Flow[int]:
+def count_flow(builder: RequestBuilder, table: str, query: Query | str | None) -> Flow[int]:
     """How many items match ``query``'s filter, counted by the server."""
     params = query_params(query, builder.api_version)
     wire = [*params.params, count_param(builder.api_version), ("$top", "1")]
@@ -129,7 +129,7 @@ def page_flow(request: Any) -> Flow[Any]:
     return parse_page((yield request))
 
 
-def _cursor(client: BaseClient, table: str, query: Query | None) -> PageCursor:
+def _cursor(client: BaseClient, table: str, query: Query | str | None) -> PageCursor:
     params = query_params(query, client.api_version)
     return PageCursor(
         client._builder,
@@ -178,11 +178,11 @@ class Table:
         """Restore a soft-deleted item; returns the server's copy."""
         return self._client._run(undelete_flow(self._client._builder, self.name, item_or_id))
 
-    def count(self, query: Query | None = None) -> int:
+    def count(self, query: Query | str | None = None) -> int:
         """How many items match ``query``'s filter."""
         return self._client._run(count_flow(self._client._builder, self.name, query))
 
-    def query(self, query: Query | None = None) -> Iterator[dict[str, Any]]:
+    def query(self, query: Query | str | None = None) -> Iterator[dict[str, Any]]:
         """Every item matching ``query``, fetched page by page as the iteration goes."""
         cursor = _cursor(self._client, self.name, query)
         while (request := cursor.request()) is not None:
@@ -223,11 +223,11 @@ class AsyncTable:
         """Restore a soft-deleted item; returns the server's copy."""
         return await self._client._run(undelete_flow(self._client._builder, self.name, item_or_id))
 
-    async def count(self, query: Query | None = None) -> int:
+    async def count(self, query: Query | str | None = None) -> int:
         """How many items match ``query``'s filter."""
         return await self._client._run(count_flow(self._client._builder, self.name, query))
 
-    async def query(self, query: Query | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def query(self, query: Query | str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every item matching ``query``, fetched page by page as the iteration goes."""
         cursor = _cursor(self._client, self.name, query)
         while (request := cursor.request()) is not None:
@@ -262,12 +262,12 @@ class _SyncTableBase(Generic[C]):
 
     def _pull_flow(
         self,
-        query: Query | None,
+        query: Query | str | None,
         query_id: str | None,
         page_size: int | None,
         progress: ProgressCallback | None,
     ) -> Flow[PullResult]:
-        spec = PullSpec(self.name, query, query_id, page_size or self._client.page_size)
+        spec = PullSpec(self.name, as_query(query), query_id, page_size or self._client.page_size)
         client = self._client
         return pull_flow(client.context, client._builder, client.handler, spec, progress)
 
@@ -294,17 +294,17 @@ class SyncTable(_SyncTableBase["Client"]):
         """The local item, or ``None``."""
         return self._client.context.get(self.name, item_id)
 
-    def query(self, query: Query | None = None) -> list[dict[str, Any]]:
+    def query(self, query: Query | str | None = None) -> list[dict[str, Any]]:
         """Local items matching ``query``."""
-        return self._client.context.query(self.name, query)
+        return self._client.context.query(self.name, as_query(query))
 
-    def count(self, query: Query | None = None) -> int:
+    def count(self, query: Query | str | None = None) -> int:
         """How many local items match ``query``'s filter."""
-        return self._client.context.count(self.name, query)
+        return self._client.context.count(self.name, as_query(query))
 
     def pull(
         self,
-        query: Query | None = None,
+        query: Query | str | None = None,
         query_id: str | None = None,
         *,
         page_size: int | None = None,
@@ -322,7 +322,7 @@ class SyncTable(_SyncTableBase["Client"]):
         return self._client._run_exclusive(self._pull_flow(query, query_id, page_size, progress))
 
     def purge(
-        self, query: Query | None = None, query_id: str | None = None, *, force: bool = False
+        self, query: Query | str | None = None, query_id: str | None = None, *, force: bool = False
     ) -> int:
         """Delete local rows (all, or those matching ``query``) and reset ``query_id``'s token.
 
@@ -330,7 +330,9 @@ class SyncTable(_SyncTableBase["Client"]):
             QueueError: the table has pending operations and ``force`` is false (or the purge
                 is filtered).
         """
-        return self._client.context.purge(self.name, query, query_id=query_id, force=force)
+        return self._client.context.purge(
+            self.name, as_query(query), query_id=query_id, force=force
+        )
 
 
 class AsyncSyncTable(_SyncTableBase["AsyncClient"]):
@@ -355,17 +357,17 @@ class AsyncSyncTable(_SyncTableBase["AsyncClient"]):
         """The local item, or ``None``."""
         return self._client.context.get(self.name, item_id)
 
-    async def query(self, query: Query | None = None) -> list[dict[str, Any]]:
+    async def query(self, query: Query | str | None = None) -> list[dict[str, Any]]:
         """Local items matching ``query``."""
-        return self._client.context.query(self.name, query)
+        return self._client.context.query(self.name, as_query(query))
 
-    async def count(self, query: Query | None = None) -> int:
+    async def count(self, query: Query | str | None = None) -> int:
         """How many local items match ``query``'s filter."""
-        return self._client.context.count(self.name, query)
+        return self._client.context.count(self.name, as_query(query))
 
     async def pull(
         self,
-        query: Query | None = None,
+        query: Query | str | None = None,
         query_id: str | None = None,
         *,
         page_size: int | None = None,
@@ -376,7 +378,9 @@ class AsyncSyncTable(_SyncTableBase["AsyncClient"]):
         return await self._client._run_exclusive(flow)
 
     async def purge(
-        self, query: Query | None = None, query_id: str | None = None, *, force: bool = False
+        self, query: Query | str | None = None, query_id: str | None = None, *, force: bool = False
     ) -> int:
         """Delete local rows and reset ``query_id``'s token; see :meth:`SyncTable.purge`."""
-        return self._client.context.purge(self.name, query, query_id=query_id, force=force)
+        return self._client.context.purge(
+            self.name, as_query(query), query_id=query_id, force=force
+        )
