@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from ._clock import now_ms
@@ -62,18 +64,43 @@ def lookup(conn: Connection, key: str, table_key: str) -> StoredResponse | None:
     return StoredResponse(row.fingerprint, row.status, row.body, row.etag)
 
 
+def claim(conn: Connection, key: str, table_key: str, fingerprint: str) -> StoredResponse | None:
+    """Reserve ``key`` in this transaction, or return the response already recorded for it.
+
+    The reservation is a placeholder row inserted first: a concurrent request with the same
+    key waits on it (PostgreSQL row lock; SQLite's single writer) until this transaction ends,
+    then sees the recorded response, or, if this one rolled back, claims the key itself.
+    """
+    placeholder = {
+        "key": key,
+        "table_name": table_key,
+        "fingerprint": fingerprint,
+        "status": 0,
+        "body": None,
+        "etag": None,
+        "created_ms": now_ms(),
+    }
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module: Any = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(IDEMPOTENCY).values(placeholder).on_conflict_do_nothing()
+        # RETURNING, not rowcount: psycopg reports -1 for this INSERT under SQLAlchemy 2.1.
+        if conn.execute(stmt.returning(IDEMPOTENCY.c.key)).first() is not None:
+            return None
+        return lookup(conn, key, table_key)
+    stored = lookup(conn, key, table_key)
+    if stored is None:
+        conn.execute(IDEMPOTENCY.insert().values(placeholder))
+    return stored
+
+
 def record(conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
-    """Record ``response`` for ``key`` inside the writing transaction."""
+    """Record ``response`` for the key claimed in this (writing) transaction."""
+    t = IDEMPOTENCY
     conn.execute(
-        IDEMPOTENCY.insert().values(
-            key=key,
-            table_name=table_key,
-            fingerprint=response.fingerprint,
-            status=response.status,
-            body=response.body,
-            etag=response.etag,
-            created_ms=now_ms(),
-        )
+        t.update()
+        .where(t.c.key == key, t.c.table_name == table_key)
+        .values(status=response.status, body=response.body, etag=response.etag)
     )
 
 

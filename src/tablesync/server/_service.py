@@ -20,7 +20,7 @@ from ..protocol import ApiVersion, dumps, new_id
 from . import _repository as repo
 from ._engine import writer
 from ._errors import BadRequest, NotFound, UnprocessableEntity
-from ._idempotency import Expiry, StoredResponse, lookup, record
+from ._idempotency import Expiry, StoredResponse, claim, record
 from ._items import ItemInput, parse_item, render
 from ._replies import Reply, item_reply, missing, stored_reply
 from ._schema import Schema, TableState
@@ -108,7 +108,7 @@ class TableService:
             if req.idempotency_key is not None:
                 if self._expiry.due():
                     self._expiry.purge(conn)
-                stored = lookup(conn, req.idempotency_key, req.key)
+                stored = claim(conn, req.idempotency_key, req.key, fingerprint)
                 if stored is not None:
                     return self._replay(req, state, stored, fingerprint)
             reply, written = action(conn, state)
