@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._exceptions import ServerError, UsageError
 from ..protocol import ApiVersion, new_id, strip_system_properties
-from ..protocol.headers import INCLUDE_DELETED_PARAM
 from ._flows import Flow
 from ._http import RequestBuilder, check, check_item_id, item_from_response, parse_page
-from ._paging import PageCursor, as_query, count_param, query_params
+from ._paging import PageCursor, as_query, count_param, include_deleted_param, query_params
 from ._progress import ProgressCallback
 from ._pull import PullSpec, pull_flow
 from ._results import PullResult
@@ -60,7 +59,7 @@ def get_flow(
     builder: RequestBuilder, table: str, item_id: str, *, include_deleted: bool = False
 ) -> Flow[dict[str, Any]]:
     """GET one item (``NotFoundError`` when missing or deleted)."""
-    params = [(INCLUDE_DELETED_PARAM, "true")] if include_deleted else None
+    params = [include_deleted_param(builder.api_version)] if include_deleted else None
     url = builder.item_url(table, check_item_id(item_id))
     return item_from_response(check((yield builder.build("GET", url, params=params))))
 
