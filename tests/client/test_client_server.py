@@ -497,3 +497,38 @@ def test_bad_arguments_are_usage_errors_and_send_nothing(devices: Devices) -> No
     with pytest.raises(UsageError):
         phone.table("no such/table")
     assert phone.push(tables="todoitem").completed == 1  # one table, not its letters
+
+
+@pytest.mark.anyio
+async def test_async_policies_and_failed_implicit_push(
+    app: Any, version: str, tmp_path: Path
+) -> None:
+    from tablesync import PullFailedError, UnsupportedQueryError
+    from tablesync.client import ClientWins
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app)) as http:
+        with SQLiteStore(tmp_path / "a.db") as store_a, SQLiteStore(tmp_path / "b.db") as store_b:
+            a = AsyncClient("http://testserver", store=store_a, http=http, api_version=version)
+            b = AsyncClient(
+                "http://testserver",
+                store=store_b,
+                http=http,
+                api_version=version,
+                conflict_handler=ClientWins(),
+            )
+            todo_a, todo_b = a.sync_table("todoitem"), b.sync_table("todoitem")
+            item = await todo_a.insert({"text": "start"})
+            await a.push()
+            await todo_b.pull(query_id="all")
+            await todo_a.update({**(await todo_a.get(item["id"])), "text": "from a"})
+            await todo_b.update({**(await todo_b.get(item["id"])), "text": "from b"})
+            await a.push()
+
+            with pytest.raises(UnsupportedQueryError):
+                await todo_a.pull(Query(select=["id"]), query_id="x")  # refused before I/O
+            await todo_a.update({**(await todo_a.get(item["id"])), "text": "a again"})
+            assert (await b.push()).ok  # ClientWins resends over the server's version
+            with pytest.raises(PullFailedError) as info:
+                await todo_a.pull(query_id="all")  # its implicit push meets b's change
+            assert isinstance(info.value.__cause__, PushFailedError)
+            assert (await a.table("todoitem").get(item["id"]))["text"] == "from b"
