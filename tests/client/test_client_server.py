@@ -532,3 +532,21 @@ async def test_async_policies_and_failed_implicit_push(
                 await todo_a.pull(query_id="all")  # its implicit push meets b's change
             assert isinstance(info.value.__cause__, PushFailedError)
             assert (await a.table("todoitem").get(item["id"]))["text"] == "from b"
+
+
+def test_a_closed_client_refuses_every_call(devices: Devices) -> None:
+    from tablesync import UsageError
+
+    phone = devices("phone")
+    todo = phone.sync_table("todoitem")
+    online = phone.table("todoitem")
+    phone.close()
+    for call in (
+        lambda: todo.insert({"text": "x"}),
+        lambda: todo.pull(query_id="all"),
+        lambda: phone.push(),
+        lambda: online.count(),
+        lambda: phone.pending_operations,
+    ):
+        with pytest.raises(UsageError, match="closed"):
+            call()

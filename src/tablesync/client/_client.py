@@ -89,6 +89,8 @@ class BaseClient:
     @property
     def context(self) -> SyncContext:
         """The local side of sync (queue, store); ``UsageError`` without a store."""
+        if self._closed:
+            raise UsageError(f"this {type(self).__name__} is closed")
         if self._context is None:
             raise UsageError("this client has no local store: pass store=SQLiteStore(...)")
         return self._context
