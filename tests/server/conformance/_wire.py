@@ -82,10 +82,17 @@ def assert_status(response: httpx.Response, *expected: int) -> None:
     assert response.status_code in expected, describe(response)
 
 
+def assert_json(response: httpx.Response) -> Any:
+    """Assert a JSON content type (clients send ``Accept: application/json``) and decode."""
+    content_type = response.headers.get("content-type", "")
+    assert content_type.split(";")[0].strip().lower() == "application/json", describe(response)
+    return response.json()
+
+
 def assert_error(response: httpx.Response, *expected: int) -> dict[str, Any]:
     """Assert an error status and the one error shape ``{"status": int, "error": str}``."""
     assert_status(response, *expected)
-    body = response.json()
+    body = assert_json(response)
     assert isinstance(body, dict), describe(response)
     assert body.get("status") == response.status_code, describe(response)
     assert isinstance(body.get("error"), str) and body["error"].strip(), describe(response)
@@ -95,7 +102,7 @@ def assert_error(response: httpx.Response, *expected: int) -> dict[str, Any]:
 def assert_entity(response: httpx.Response, version: str, *expected: int) -> dict[str, Any]:
     """Assert a single-item response: status, ETag == quoted version, system properties."""
     assert_status(response, *expected)
-    body = response.json()
+    body = assert_json(response)
     assert isinstance(body, dict) and isinstance(body.get("id"), str), describe(response)
     assert isinstance(body.get("version"), str) and body["version"], describe(response)
     assert response.headers.get("etag") == etag_of(body), describe(response)
@@ -131,7 +138,7 @@ def next_link_v2(response: httpx.Response) -> str | None:
 def page_items(version: str, response: httpx.Response) -> list[dict[str, Any]]:
     """The rows of one query page in either version's shape."""
     assert_status(response, 200)
-    body = response.json()
+    body = assert_json(response)
     if version == "3":
         assert isinstance(body, dict) and set(body) >= {"items", "count", "nextLink"}, describe(
             response
