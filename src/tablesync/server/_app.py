@@ -103,6 +103,9 @@ def _build_service(
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
         raise ServerConfigError(f"cannot prepare the database schema: {exc}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
     return TableService(schema, settings)
 
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from ..protocol import ApiVersion, dumps, new_id
 from . import _repository as repo
+from ._config import is_valid_table_name
 from ._engine import writer
 from ._errors import BadRequest, NotFound, UnprocessableEntity
 from ._idempotency import Expiry, StoredResponse, claim, record
@@ -139,6 +140,11 @@ class TableService:
         if state is None:
             if not (create and self.schema.allows_new_tables):
                 raise NotFound(f"The table {req.key!r} does not exist")
+            if not is_valid_table_name(req.key):
+                raise BadRequest(
+                    f"Invalid table name {req.key!r}: use a letter then letters, digits or '_' "
+                    "(at most 63 characters, not starting with 'tablesync_')"
+                )
             state = self.schema.create_table(req.key)
         item = parse_item(state, req.body, dynamic=dynamic)
         if item.new_columns:
