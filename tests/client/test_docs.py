@@ -27,4 +27,7 @@ def test_the_client_guide_runs(
     printed = capsys.readouterr().out
     assert "COMPLETE 2" in printed
     assert "412 toast rye bread" in printed
-    assert namespace["laptop_notes"].get(namespace["first"]["id"])["text"] == "toast"
+    from tablesync import SQLiteStore
+
+    with SQLiteStore(tmp_path / "laptop.db") as laptop:  # the clients are closed by now
+        assert laptop.get_item("todoitem", namespace["first"]["id"])["text"] == "toast"
