@@ -195,6 +195,7 @@ def test_requests_carry_the_protocol_headers() -> None:
     assert request.headers["Accept-Encoding"] == "gzip"
     assert request.headers["If-Match"] == '"a\\"b"'
     assert (request.headers["Idempotency-Key"], request.headers["X-App"]) == ("k", "1")
+    assert request.headers["User-Agent"].startswith("tablesync/")
 
 
 def test_v2_queries_do_not_send_the_v3_options_header() -> None:

@@ -20,10 +20,12 @@ from .._exceptions import (
     ServerError,
     UsageError,
 )
+from .._version import __version__
 from ..protocol import ApiVersion, dumps, etag_from_version, is_valid_id, loads, version_from_etag
 from ..protocol.headers import API_VERSION_HEADER, IDEMPOTENCY_HEADER, OPTIONS_HEADER
 
 _LINK = re.compile(r'<?\s*(?P<url>[^<>;]*?)\s*>?\s*;\s*rel\s*=\s*"?(?P<rel>[\w.-]+)"?', re.I)
+_USER_AGENT = f"tablesync/{__version__} (lang=Python)"
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 
 Params = Sequence[tuple[str, str]]
@@ -95,6 +97,7 @@ class RequestBuilder:
             API_VERSION_HEADER: self.api_version.header_value,
             "Accept": "application/json",
             "Accept-Encoding": "gzip",
+            "User-Agent": _USER_AGENT,
             **self.headers,
         }
         content = None
