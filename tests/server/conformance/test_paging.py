@@ -180,3 +180,14 @@ def test_v2_top_above_page_size_is_honoured_across_links(server: Any) -> None:
     pages = fetch_pages(server.http, "2", "/tables/movies?$top=60")
     assert [len(page.json()) for page in pages] in ([60], [50, 10])
     assert ids([row for page in pages for row in page.json()]) == _all_ids(server)[:60]
+
+
+def test_next_links_use_the_request_host(server: Any, version: str) -> None:
+    # An absolute link is built from the request (protocol.md §4.3), so it names the host the
+    # client called, not an internal one.
+    headers = {"Host": "sync.example.org:8443"}
+    response = call(server.http, "GET", "/tables/movies", version, headers=headers)
+    page_items(version, response)
+    link = response.json()["nextLink"] if version == "3" else next_link_v2(response)
+    assert isinstance(link, str)
+    assert urlsplit(link).netloc == "sync.example.org:8443", link
