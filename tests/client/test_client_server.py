@@ -550,3 +550,43 @@ def test_a_closed_client_refuses_every_call(devices: Devices) -> None:
     ):
         with pytest.raises(UsageError, match="closed"):
             call()
+
+
+class StallSecondWrite(httpx.AsyncBaseTransport):
+    """Forwards to the app, but the second write hangs until the caller gives up."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.writes = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET":
+            self.writes += 1
+            if self.writes == 2:
+                import anyio
+
+                await anyio.sleep(30)
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_push_leaves_the_rest_queued_and_resumes(
+    app: Any, version: str, tmp_path: Path
+) -> None:
+    import anyio
+
+    transport = StallSecondWrite(httpx.ASGITransport(app))
+    async with httpx.AsyncClient(transport=transport) as http:
+        with SQLiteStore(tmp_path / "c.db") as store:
+            client = AsyncClient("http://testserver", store=store, http=http, api_version=version)
+            todo = client.sync_table("todoitem")
+            for n in range(3):
+                await todo.insert({"text": f"t{n}"})
+
+            with anyio.move_on_after(0.5) as scope:
+                await client.push()
+            assert scope.cancelled_caught
+            assert len(client.pending_operations) == 2  # the first went, the rest wait
+
+            assert (await client.push()).completed == 2
+            assert client.pending_operations == []
+            assert len([i async for i in client.table("todoitem").query()]) == 3
