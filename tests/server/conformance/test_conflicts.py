@@ -155,3 +155,19 @@ def test_unusable_if_match_never_writes(server: Any, version: str, tag: str) -> 
     response = _write(server, version, "PATCH", item, headers={"If-Match": header})
     assert response.status_code in (400, 412), response.text[:200]
     assert _read(server, version, item["id"]) == item
+
+
+def test_v3_if_unmodified_since_in_the_future_passes(server: Any) -> None:
+    item = _insert(server, "3")
+    headers = {"If-Unmodified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}
+    assert_status(_write(server, "3", "PUT", item, headers=headers), 200)
+
+
+def test_v3_if_match_takes_precedence_over_if_unmodified_since(server: Any) -> None:
+    # §3.3 step 2 applies only when there is no If-Match: a matching tag wins.
+    item = _insert(server, "3")
+    headers = {
+        "If-Match": etag_of(item),
+        "If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT",
+    }
+    assert_status(_write(server, "3", "PUT", item, headers=headers), 200)

@@ -62,6 +62,7 @@ def test_v3_top_125_gives_100_and_a_link_for_the_remaining_25(server: Any) -> No
         pytest.param("$skip=200", slice(200, 248), id="rows-run-out"),
         pytest.param("$skip=150&$top=98", slice(150, 248), id="top-equals-rest"),
         pytest.param("$skip=248", slice(248, 248), id="skip-past-end"),
+        pytest.param("$skip=148", slice(148, 248), id="last-page-exactly-full"),
     ],
 )
 def test_v3_no_next_link_when_top_satisfied_or_rows_run_out(
@@ -166,6 +167,7 @@ def test_v2_inline_count_pages_keep_the_total(server: Any) -> None:
         pytest.param("$top=10", slice(0, 10), id="top-10"),
         pytest.param("$skip=240", slice(240, 248), id="rows-run-out"),
         pytest.param("$skip=10&$top=5", slice(10, 15), id="skip-and-top"),
+        pytest.param("$skip=198", slice(198, 248), id="last-page-exactly-full"),
     ],
 )
 def test_v2_no_link_when_done(server: Any, query: str, expected: slice) -> None:
