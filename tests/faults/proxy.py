@@ -200,7 +200,10 @@ class DropResponse:
 
 @dataclass(frozen=True, slots=True)
 class Truncate:
-    """Forward, then send the head and only ``fraction`` of the body before closing."""
+    """Forward, then send the head and only ``fraction`` of the body before closing.
+
+    A response without a body (204) is cut inside its head: the client never gets it whole.
+    """
 
     fraction: float = 0.5
 
@@ -428,10 +431,12 @@ async def _answer(writer: asyncio.StreamWriter, response: HttpResponse, fault: F
         _reset(writer)
         return False
     if isinstance(fault, Truncate):
-        cut = int(len(response.body) * fault.fraction)
-        if cut >= len(response.body):
-            cut = max(0, len(response.body) - 1)
-        writer.write(response.head() + response.body[:cut])
+        head = response.head()
+        # Cut the body; a response without one (204) loses the end of its head instead.
+        whole = head + response.body
+        part = response.body if response.body else head
+        cut = len(whole) - len(part) + int(len(part) * fault.fraction)
+        writer.write(whole[: min(cut, len(whole) - 1)])
         await writer.drain()
         _reset(writer)
         return False

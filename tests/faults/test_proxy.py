@@ -113,3 +113,12 @@ def test_random_faults_are_reproducible_from_the_seed() -> None:
 def test_random_probability_is_checked() -> None:
     with pytest.raises(ValueError, match="probability"):
         FaultPlan().randomly(1.5, [Reset()], seed=0)
+
+
+def test_truncate_cuts_a_bodiless_response_too(proxy: FaultProxy, server_url: str) -> None:
+    with httpx.Client(timeout=5) as http:
+        assert _insert(http, proxy, "t").status_code == 201
+        proxy.plan.push(Truncate(0.5))
+        with pytest.raises(httpx.TransportError):
+            http.delete(f"{proxy.url}/tables/todoitem/t", headers=v3())
+    assert proxy.log[-1].status == 204 and proxy.lost_after_handling() == 1

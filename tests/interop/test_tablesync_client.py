@@ -366,12 +366,6 @@ def test_purge(
     assert todo.count() == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client bug (reported): a 409 body without system properties (Node echoes the "
-    "request) is taken as the server's item, so ServerWins completes the push and the device "
-    "keeps its own item while the server holds another",
-)
 def test_server_wins_on_a_409_that_echoes_the_request_does_not_diverge(
     node_server: NodeServer, server_http: httpx.Client, make_client: ClientFactory
 ) -> None:
@@ -401,5 +395,7 @@ def test_duplicate_insert_push_is_reported_not_completed(
         client.push()
     [error] = caught.value.result.errors
     assert error.status == 409
+    # The client read the stored row after the echo: the error carries it, not the echo.
+    assert error.server_item is not None and error.server_item["text"] == "server"
     assert len(client.pending_operations) == 1
     assert server_http.get("/tables/todoitem/dup").json()["text"] == "server"

@@ -10,6 +10,7 @@ responses and no network at all. The push follows protocol.md §7.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -213,9 +214,41 @@ def operation_sender(builder: RequestBuilder, op: Operation) -> Sender:
         body = dict(item) if item is not None else None
         request = _operation_request(builder, op, kind, body, key)
         response = yield request
-        return classify(response, kind, body)
+        outcome = classify(response, kind, body)
+        if _is_echo(outcome, kind):
+            outcome = yield from _verify_echo(builder, op, body, outcome)
+        return outcome
 
     return send
+
+
+def _is_echo(outcome: OperationOutcome, kind: OperationKind) -> bool:
+    """A 409 to an insert whose body has no version: an echo of the request, not the row.
+
+    The official Node server answers a duplicate insert so; the real row is still unknown.
+    """
+    item = outcome.server_item
+    return kind is OperationKind.INSERT and outcome.status == 409 and "version" not in (item or {})
+
+
+def _verify_echo(
+    builder: RequestBuilder, op: Operation, sent: dict[str, Any] | None, echo: OperationOutcome
+) -> Generator[httpx.Request, httpx.Response, OperationOutcome]:
+    """Read the stored row after an echoing 409, and judge the insert against it.
+
+    If the row is what the insert sent, this was our own earlier attempt (its response lost):
+    a success. Otherwise a real conflict, reported with the real row (never the echo, which a
+    "server wins" policy would otherwise store as the server's item).
+    """
+    response = yield builder.build("GET", builder.item_url(op.table, op.item_id))
+    row = as_item(decode_body(response), response) if response.is_success else None
+    if row is not None and "version" not in row:
+        row = None
+    if row is not None and _is_own_write(OperationKind.INSERT, 409, sent, row):
+        return OperationOutcome(echo.status, row)
+    if isinstance(echo.error, ConflictError):
+        echo.error.server_item = row
+    return replace(echo, server_item=row)
 
 
 def _operation_request(
