@@ -211,3 +211,13 @@ def test_deleted_true_in_a_write_body_is_400(client: Any) -> None:
         client.post("/tables/todo", json={"id": "d2", "deleted": True}, headers=V3).status_code
         == 400
     )
+
+
+def test_v3_put_with_deleted_false_does_not_resurrect_a_tombstone(client: Any) -> None:
+    insert(client, {"id": "t", "text": "a"})
+    assert client.delete("/tables/todo/t", headers=V3).status_code == 204
+    body = {"id": "t", "text": "b", "deleted": False}
+    assert client.put("/tables/todo/t", json=body, headers=V3).status_code == 410
+    restored = client.put("/tables/todo/t?__includedeleted=true", json=body, headers=V3)
+    assert restored.status_code == 200 and restored.json()["deleted"] is False
+    assert restored.json()["text"] == "b"

@@ -160,10 +160,7 @@ async def _query_error(_request: Request, exc: Exception) -> Response:
     return error_response(400, f"Invalid query: {exc}", detail=detail)
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> Response:
-    handle = handle_unexpected if not isinstance(exc, sa.exc.OperationalError) else None
-    if handle is not None:
-        return await handle(_request, exc)
+async def _database_unavailable(_request: Request, _exc: Exception) -> Response:
     return error_response(
         503, "The database is busy or unavailable; retry shortly", headers={"Retry-After": "1"}
     )

@@ -44,8 +44,9 @@ class Endpoints:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     def _version(self, request: Request, key: str) -> ApiVersion:
-        config = self.service.schema.get(key)
-        skip = config.config.skip_version_check if config is not None else False
+        # Only the cached state: this runs on the event loop, which must not wait on the DB.
+        state = self.service.schema.cached(key)
+        skip = state.config.skip_version_check if state is not None else False
         return api_version(request, skip_check=skip)
 
     async def collection(self, request: Request) -> Response:
@@ -59,7 +60,7 @@ class Endpoints:
         return (await self._run(self.service.insert, write)).to_response()
 
     async def _query(self, request: Request, key: str, version: ApiVersion) -> Response:
-        state = self.service.schema.get(key)
+        state = self.service.schema.cached(key)
         max_top = state.config.max_top if state is not None else 1000
         options = parse_options(request, max_top=max_top)
         reply = await self._run(

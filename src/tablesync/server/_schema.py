@@ -142,6 +142,10 @@ class Schema:
         """Every table known to this process (configured first)."""
         return list(self._states.values())
 
+    def cached(self, key: str) -> TableState | None:
+        """The state of table ``key`` this process knows, without touching the database."""
+        return self._states.get(key)
+
     def get(self, key: str) -> TableState | None:
         """The known state of table ``key``, or ``None`` when it does not exist (yet)."""
         state = self._states.get(key)

@@ -192,8 +192,11 @@ class TableService:
         if req.version is ApiVersion.V2 and pre.if_match is None and item.version is not None:
             pre = replace(pre, body_version=item.version)
         changes = self._changes(state, item, replace_all=replace_all)
-        include_deleted = req.include_deleted or item.deleted is False
-        if item.deleted is False:
+        # PATCH {"deleted": false} undeletes (v3). A PUT body always carries deleted=false
+        # (AMA clients send the whole item), so PUT undeletes only with __includedeleted.
+        undelete = item.deleted is False and (not replace_all or req.include_deleted)
+        include_deleted = req.include_deleted or undelete
+        if undelete:
             changes["deleted"] = False
         resolver = self._resolver(req, state, item, changes, replace_all=replace_all)
 
