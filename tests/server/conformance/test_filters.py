@@ -142,6 +142,26 @@ COMMON = [
         lambda m: math.ceil(m["duration"] / 60) == 2,
         "ceiling",
     ),
+    case("duration gt 100.5", lambda m: m["duration"] > 100.5, "int-vs-decimal"),
+    case(
+        "toupper(substring(title, 0, 1)) eq 'T'",
+        lambda m: _title(m)[:1].upper() == "T",
+        "nested-functions",
+    ),
+    case("endswith(tolower(title), 'man')", lambda m: _title(m).lower().endswith("man"), "chain"),
+    # A function of null is null, and `null ne 2` is true: OData keeps these rows, SQL's `<>`
+    # would drop them.
+    case(
+        "length(rating) ne 2",
+        lambda m: m["rating"] is None or len(m["rating"]) != 2,
+        "function-of-null-ne",
+    ),
+    case("tolower(rating) eq null", lambda m: m["rating"] is None, "function-of-null-eq-null"),
+    case("not(rating ne null)", lambda m: m["rating"] is None, "not-ne-null"),
+    case("not(rating gt 'PG')", lambda m: not _gt(m["rating"], "PG"), "not-gt-includes-null"),
+    # LIKE wildcards in a literal are plain characters: no title has % or _, so nothing matches.
+    case("startswith(title, 'S_ven')", lambda m: _title(m).startswith("S_ven"), "none-underscore"),
+    case("endswith(title, '%25')", lambda m: _title(m).endswith("%"), "none-percent"),
     # duration / 7 is never a midpoint, so half-even and half-away rounding agree here.
     case("round(duration div 7.0) eq 20", lambda m: round(m["duration"] / 7) == 20, "round"),
 ]
@@ -149,6 +169,8 @@ COMMON = [
 V2_ONLY = [
     case("substringof('Lord', title)", lambda m: "Lord" in _title(m), "substringof"),
     case("substringof('the', title)", lambda m: "the" in _title(m), "substringof-case"),
+    case("substringof('''', title)", lambda m: "'" in _title(m), "substringof-apostrophe"),
+    case("substringof('%25', title)", lambda m: "%" in _title(m), "none-substringof-percent"),
     case(
         "releaseDate gt datetime'1999-12-31T00:00:00.000Z'",
         lambda m: _date(m) > "1999-12-31T00:00:00.000Z",
@@ -190,6 +212,8 @@ V2_ONLY = [
 V3_ONLY = [
     case("contains(title, 'Lord')", lambda m: "Lord" in _title(m), "contains"),
     case("contains(title, 'the')", lambda m: "the" in _title(m), "contains-case"),
+    case("contains(title, '''')", lambda m: "'" in _title(m), "contains-apostrophe"),
+    case("contains(title, '_')", lambda m: "_" in _title(m), "none-contains-underscore"),
     case(
         "releaseDate gt cast(1999-12-31T00:00:00.000Z,Edm.DateTimeOffset)",
         lambda m: _date(m) > "1999-12-31T00:00:00.000Z",
@@ -258,4 +282,11 @@ def test_reference_cases_are_selective(
 
 
 # Cases whose answer is empty on purpose: they prove string comparison is case-sensitive.
-EXPECTED_EMPTY = {"title eq 'jaws'", "startswith(title, 'the')"}
+EXPECTED_EMPTY = {
+    "title eq 'jaws'",
+    "startswith(title, 'the')",
+    "startswith(title, 'S_ven')",
+    "endswith(title, '%25')",
+    "substringof('%25', title)",
+    "contains(title, '_')",
+}
