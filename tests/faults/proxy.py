@@ -393,6 +393,10 @@ class FaultProxy:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # Stopping the proxy: end quietly (asyncio logs an error for a cancelled
+            # connection task of start_server on Python 3.11).
+            pass
         finally:
             self._writers.discard(writer)
             _reset(writer) if self.down else _close(writer)
