@@ -143,3 +143,14 @@ def test_orderby_updated_at_desc(server: Any, version: str) -> None:
     url = "/tables/soft_movies?$orderby=updatedAt desc&__includedeleted=true&$top=20"
     newest = page_items(version, call(server.http, "GET", url, version))
     assert ids(newest) == ids(rows[::-1][:20])
+
+
+def test_v2_nc_pull_with_a_user_filter_and_parameter(server: Any) -> None:
+    # The second NC form of protocol.md §8.3: user filter ANDed in, a user parameter passed on.
+    url = (
+        "/tables/soft_movies?$filter=((rating eq 'PG') and (updatedAt ge "
+        f"datetimeoffset'{NC_EPOCH}'))&$orderby=updatedAt&$skip=0&$top=50&param1=val1"
+        "&__includeDeleted=true"
+    )
+    page = page_items("2", call(server.http, "GET", url, "2"))
+    assert ids(page) == [m["id"] for m in server.movies if m["rating"] == "PG"]
