@@ -10,10 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import httpx
+
 from .._exceptions import ServerError, UsageError
 from ..protocol import ApiVersion, new_id, strip_system_properties
 from ._flows import Flow
-from ._http import RequestBuilder, check, check_item_id, item_from_response, parse_page
+from ._http import (
+    Page,
+    RequestBuilder,
+    check,
+    check_item_id,
+    item_from_response,
+    parse_page,
+)
 from ._paging import PageCursor, as_query, count_param, include_deleted_param, query_params
 from ._progress import ProgressCallback
 from ._pull import PullSpec, pull_flow
@@ -123,7 +132,7 @@ def count_flow(builder: RequestBuilder, table: str, query: Query | str | None) -
     return page.count
 
 
-def page_flow(request: Any) -> Flow[Any]:
+def page_flow(request: httpx.Request) -> Flow[Page]:
     """Send one prepared query request and read its page."""
     return parse_page((yield request))
 
