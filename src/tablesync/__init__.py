@@ -11,6 +11,7 @@ from ._exceptions import ConflictError as ConflictError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import ODataSyntaxError as ODataSyntaxError
 from ._exceptions import PullFailedError as PullFailedError
+from ._exceptions import PushAbortedError as PushAbortedError
 from ._exceptions import PushFailedError as PushFailedError
 from ._exceptions import QueryError as QueryError
 from ._exceptions import QueueError as QueueError
@@ -51,6 +52,7 @@ __all__ = [
     "ODataSyntaxError",
     "PullFailedError",
     "PullResult",
+    "PushAbortedError",
     "PushFailedError",
     "PushResult",
     "PushStatus",

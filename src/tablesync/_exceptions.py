@@ -122,6 +122,10 @@ class PushFailedError(TableSyncError):
         self.result = result
 
 
+class PushAbortedError(TableSyncError):
+    """Raised by a sync handler to stop a push; the current operation stays queued."""
+
+
 class PullFailedError(TableSyncError):
     """Raised when a pull cannot complete, for example when its implicit push fails."""
 

@@ -583,3 +583,21 @@ def test_server_wins_does_not_abort_when_the_item_was_edited_during_the_push(
     assert [e.item_id for e in error.result.errors] == ["a"]
     assert context.get("todo", "a")["text"] == "edited meanwhile"
     assert [op.item_id for op in context.pending_operations()] == ["a"]
+
+
+def test_a_handler_can_abort_the_push(context: SyncContext) -> None:
+    from tablesync import PushAbortedError
+
+    class Abort(SyncHandler):
+        def execute_operation(self, operation: Any, send: Any) -> Any:
+            if operation.item_id == "b":
+                raise PushAbortedError("the user went offline")
+            return (yield from send(operation.item))
+
+    for key in "abc":
+        context.update("todo", {"id": key})
+    error, requests = push_failing(context, echo(), handler=Abort())
+
+    assert [r.url.path[-1] for r in requests] == ["a"]
+    assert error.result.status is PushStatus.CANCELLED_BY_OPERATION
+    assert [op.item_id for op in context.pending_operations()] == ["b", "c"]

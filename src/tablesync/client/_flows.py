@@ -18,6 +18,7 @@ import httpx
 from .._exceptions import (
     AuthenticationError,
     ConflictError,
+    PushAbortedError,
     PushFailedError,
     QueueError,
     StoreError,
@@ -51,6 +52,7 @@ _ABORTS: tuple[tuple[type[Exception], PushStatus], ...] = (
     (TransportError, PushStatus.CANCELLED_BY_NETWORK_ERROR),
     (AuthenticationError, PushStatus.CANCELLED_BY_AUTHENTICATION_ERROR),
     (StoreError, PushStatus.CANCELLED_BY_STORE_ERROR),
+    (PushAbortedError, PushStatus.CANCELLED_BY_OPERATION),
 )
 
 
