@@ -13,6 +13,7 @@ TableSyncError
 ├── StoreError                   the local store failed or refused a write
 │   └── QueueError               the operation queue refused a change (collapse rules)
 ├── PushFailedError              a push finished with operations left unresolved
+├── PushAbortedError             a sync handler stopped a push
 └── PullFailedError              a pull could not complete
 UsageError (RuntimeError)        a programming mistake, such as using a closed client
 ```
