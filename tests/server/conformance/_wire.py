@@ -18,7 +18,6 @@ from tablesync.protocol import etag_from_version
 
 V2 = "2.0.0"
 V3 = "3.0.0"
-VERSIONS = ("2", "3")
 HEADER = "ZUMO-API-VERSION"
 MAX_PAGES = 40  # bounds every paging loop: no table here needs more than ~10 pages
 

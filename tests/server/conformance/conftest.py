@@ -98,7 +98,7 @@ def _skip_commit_flush(url: str) -> None:
     """Let commits of this throwaway database return before the WAL reaches the disk.
 
     Only durability across a PostgreSQL crash is given up; what every other session sees is
-    unchanged. It makes the per-row loading several times faster.
+    unchanged. Loading the movies row by row gets markedly faster (8 s to 5 s here).
     """
     import psycopg
 
