@@ -60,15 +60,42 @@ def npm_peers() -> Path:
 NodeServerFactory = Callable[..., NodeServer]
 
 
+@pytest.fixture(scope="session")
+def _node_pool(
+    npm_peers: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[tuple[int, tuple[str, ...]], NodeServer]]:
+    """Node servers kept for the session, one per (page size, tables); reset between tests."""
+    pool: dict[tuple[int, tuple[str, ...]], NodeServer] = {}
+    yield pool
+    for server in pool.values():
+        server.stop()
+
+
 @pytest.fixture
-def node_server_factory(npm_peers: Path, tmp_path: Path) -> Iterator[NodeServerFactory]:
-    """Start Node servers on fresh sqlite files; all are stopped at teardown."""
+def node_server_factory(
+    _node_pool: dict[tuple[int, tuple[str, ...]], NodeServer],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NodeServerFactory]:
+    """Node servers in the state of a fresh start (tables dropped and re-created).
+
+    Starting Node costs seconds, so servers are pooled per configuration and reset for each
+    test; ``fresh=True`` starts a private one instead (stopped at teardown).
+    """
     started: list[NodeServer] = []
 
-    def make(*, page_size: int = 50, tables: tuple[str, ...] = ("todoitem",)) -> NodeServer:
-        db_path = tmp_path / f"node-{len(started)}.sqlite"
+    def make(
+        *, page_size: int = 50, tables: tuple[str, ...] = ("todoitem",), fresh: bool = False
+    ) -> NodeServer:
+        key = (page_size, tables)
+        if not fresh and key in _node_pool and _node_pool[key].process.poll() is None:
+            _node_pool[key].reset()
+            return _node_pool[key]
+        db_path = tmp_path_factory.mktemp("node") / "node.sqlite"
         server = start_node_server(page_size=page_size, db_path=db_path, tables=tables)
-        started.append(server)
+        if fresh:
+            started.append(server)
+        else:
+            _node_pool[key] = server
         return server
 
     yield make

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = Path(__file__).resolve().parent / "node"
 NPM_PEERS = ROOT / "scripts" / "npm-peers"
@@ -118,6 +120,12 @@ class NodeServer:
     def stop(self) -> None:
         """Stop the server and its process group."""
         stop_process_group(self.process)
+
+    def reset(self) -> None:
+        """Drop and re-create every table: the state of a freshly started server."""
+        response = httpx.post(f"{self.url}/_interop/reset", timeout=30)
+        if response.status_code != 204:
+            raise PeerUnavailableError(f"resetting the Node server failed: {response.text}")
 
     def __enter__(self) -> NodeServer:
         return self

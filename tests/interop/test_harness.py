@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.interop.peers import NPM_PEERS, ROOT, NodeServer, run_js
@@ -37,7 +38,7 @@ def _port_open(port: int) -> bool:
 
 
 def test_node_server_stop_ends_its_process_group(node_server_factory: Any) -> None:
-    server: NodeServer = node_server_factory()
+    server: NodeServer = node_server_factory(fresh=True)
     assert _port_open(server.port)
     pgid = os.getpgid(server.process.pid)
     assert pgid == server.process.pid, "the server leads its own process group"
@@ -46,6 +47,21 @@ def test_node_server_stop_ends_its_process_group(node_server_factory: Any) -> No
     assert not _port_open(server.port)
     with pytest.raises(ProcessLookupError):
         os.killpg(pgid, 0)
+
+
+def test_reset_gives_the_state_of_a_fresh_server(node_server_factory: Any) -> None:
+    server: NodeServer = node_server_factory()
+    headers = {"ZUMO-API-VERSION": "2.0.0"}
+    url = f"{server.url}/tables/todoitem"
+    assert httpx.post(url, json={"id": "a", "extra": 1}, headers=headers).status_code == 201
+    assert httpx.patch(f"{url}/a", json={"extra": 2}, headers=headers).status_code == 200
+    again = node_server_factory()
+    assert again is server, "the pooled server is reused"
+    assert httpx.get(url, headers=headers).json() == []
+    row = httpx.post(url, json={"id": "a", "text": "t"}, headers=headers).json()
+    # The version counter restarts and the learned column "extra" is gone.
+    assert row["version"] == "MQ=="
+    assert "extra" not in row
 
 
 def test_sqlite_plugin_shim_commits_and_rolls_back(npm_peers: Path, tmp_path: Path) -> None:

@@ -5,10 +5,14 @@
 // Listens on 127.0.0.1 and prints "ready <port>" once it accepts connections. Every table is soft
 // delete + dynamic schema; `movies` also declares the columns of the Datasync movies data set.
 //
-// One test-only route sits beside the SDK's: POST /_interop/bulk/<table> with a JSON array of
-// items (same keys in each) inserts them with ONE multi-row INSERT on the SDK's own sqlite
-// connection. SQLite evaluates 'now' once per statement, so every row gets the same updatedAt:
-// the only way to reproduce the "many rows in one millisecond" case deterministically.
+// Two test-only routes sit beside the SDK's:
+// - POST /_interop/bulk/<table> with a JSON array of items (same keys in each) inserts them with
+//   ONE multi-row INSERT on the SDK's own sqlite connection. SQLite evaluates 'now' once per
+//   statement, so every row gets the same updatedAt: the only way to reproduce the "many rows in
+//   one millisecond" case deterministically.
+// - POST /_interop/reset drops every table (rows, learned columns, triggers) and re-creates
+//   them as at startup, so one server process can serve many tests (Node startup is the
+//   slowest part of a test).
 'use strict';
 
 const express = require('express');
@@ -62,6 +66,23 @@ function bulkInsert(db, table, items, res) {
     });
 }
 
+function sqlRun(db, sql, params) {
+    return new Promise((resolve, reject) => {
+        db.run(sql, params || [], (err) => (err ? reject(err) : resolve()));
+    });
+}
+
+async function resetTables(db, mobile) {
+    const tables = mobile.configuration.tables;
+    for (const name of Object.keys(tables)) {
+        await sqlRun(db, 'DROP TABLE IF EXISTS [' + name + ']');
+        // The sqlite provider remembers learned columns in [__types] and on the definition.
+        await sqlRun(db, 'DELETE FROM [__types] WHERE [table] = ?', [name]).catch(() => undefined);
+        delete tables[name].sqliteColumns;
+    }
+    await mobile.tables.initialize();
+}
+
 function main() {
     const args = parseArgs(process.argv);
     const app = express();
@@ -79,8 +100,14 @@ function main() {
     }
     // The SDK keeps one cached connection per filename; this is the same object it writes through.
     const db = new sqlite3.cached.Database(args.db);
+    // A test peer needs no durability; skipping fsync makes each write several times faster.
+    db.run('PRAGMA synchronous = OFF');
     app.post('/_interop/bulk/:table', express.json({ limit: '20mb' }), (req, res) => {
         bulkInsert(db, req.params.table, req.body, res);
+    });
+    app.post('/_interop/reset', (req, res) => {
+        resetTables(db, mobile).then(() => res.status(204).end(),
+            (err) => res.status(500).json({ error: String(err && err.message || err) }));
     });
     app.use(mobile);
     mobile.tables.initialize().then(() => {
