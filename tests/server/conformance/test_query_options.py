@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ._wire import call, fetch_all, get_json, ids, page_items
+from ._wire import UPDATED_AT, call, fetch_all, get_json, ids, page_items
 
 Movie = dict[str, Any]
 
@@ -160,3 +160,17 @@ def test_top_at_the_maximum(server: Any, version: str) -> None:
 def test_v3_skip_past_the_end_keeps_the_count(server: Any) -> None:
     body = get_json(server.http, "/tables/movies?$skip=500&$count=true", "3")
     assert (body["items"], body["count"], body["nextLink"]) == ([], 248, None)
+
+
+def test_rows_carry_system_properties(server: Any, version: str) -> None:
+    # §2.1: v2 returns every system property; v3 has no createdAt on the wire (server_api.md).
+    rows = fetch_all(server.http, version, "/tables/movies?$top=5")
+    for row in rows:
+        assert UPDATED_AT.match(row["updatedAt"]) and isinstance(row["version"], str), row
+        assert row["deleted"] is False, row
+        if version == "2":
+            assert UPDATED_AT.match(row["createdAt"]), row
+        else:
+            assert "createdAt" not in row, row
+        movie = next(m for m in server.movies if m["id"] == row["id"])
+        assert {key: row[key] for key in movie} == movie
