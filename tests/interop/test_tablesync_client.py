@@ -8,6 +8,7 @@ the request, ``__includeDeleted`` tested for presence, 404 for a deleted row eve
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tablesync import (
+    AsyncClient,
     Client,
     ClientWins,
     ConflictError,
@@ -399,3 +401,33 @@ def test_duplicate_insert_push_is_reported_not_completed(
     assert error.server_item is not None and error.server_item["text"] == "server"
     assert len(client.pending_operations) == 1
     assert server_http.get("/tables/todoitem/dup").json()["text"] == "server"
+
+
+def test_async_client_round_trip(
+    node_server: NodeServer, server_http: httpx.Client, tmp_path: Path
+) -> None:
+    """AsyncClient runs the same flows: offline writes, push, and a multi-page pull."""
+    node = node_server
+    seed(server_http, 12)
+
+    async def scenario() -> tuple[int, str, int]:
+        store = SQLiteStore(str(tmp_path / "async.db"))
+        try:
+            async with AsyncClient(node.url, store=store, api_version="2.0.0") as client:
+                todo = client.sync_table("todoitem")
+                await todo.pull(query_id="all", page_size=5)
+                await todo.update({**(await todo.get("s003") or {}), "text": "async"})
+                await todo.delete("s004")
+                await client.push()
+                return (
+                    await todo.count(),
+                    (await todo.get("s003") or {})["text"],
+                    len(client.pending_operations),
+                )
+        finally:
+            store.close()
+
+    count, text, pending = asyncio.run(scenario())
+    assert (count, text, pending) == (11, "async", 0)
+    assert server_http.get("/tables/todoitem/s003").json()["text"] == "async"
+    assert server_http.get("/tables/todoitem/s004").status_code == 404
