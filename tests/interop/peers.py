@@ -157,15 +157,27 @@ def start_node_server(
     """Start the Node server on 127.0.0.1 and return once it accepts connections.
 
     Args:
-        port: the port to listen on; a free one when None.
+        port: the port to listen on; a free one when None (retried if another process takes
+            it between the check and the bind).
         page_size: the server's ``pageSize`` (its default is 50).
         db_path: the sqlite file; a new temporary file when None.
         tables: dynamic-schema, soft-delete tables to declare besides ``movies``.
         timeout: seconds to wait for readiness.
     """
-    port = port or free_port()
     if db_path is None:
         db_path = Path(tempfile.mkdtemp(prefix="tablesync-node-")) / "node.sqlite"
+    for attempt in range(3):
+        try:
+            return _start_once(port or free_port(), page_size, db_path, tuple(tables), timeout)
+        except PeerUnavailableError as exc:
+            if port is not None or "EADDRINUSE" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    port: int, page_size: int, db_path: Path, tables: tuple[str, ...], timeout: float
+) -> NodeServer:
     log_path = db_path.with_suffix(".log")
     argv = ["node", str(NODE_DIR / "server.js"), "--port", str(port), "--db", str(db_path)]
     argv += ["--page-size", str(page_size), "--tables", ",".join(tables)]
@@ -173,7 +185,7 @@ def start_node_server(
         process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=node_env(), start_new_session=True
         )
-    server = NodeServer(process, port, db_path, log_path, page_size, tuple(tables))
+    server = NodeServer(process, port, db_path, log_path, page_size, tables)
     _wait_ready(server, timeout)
     return server
 

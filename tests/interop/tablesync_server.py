@@ -80,8 +80,6 @@ def start_tablesync_server(
     **options: Any,
 ) -> TablesyncServer:
     """Build ``create_app(...)`` and serve it on a free port of 127.0.0.1 until ``stop()``."""
-    import uvicorn
-
     from tablesync.server import create_app
 
     app = create_app(
@@ -91,6 +89,19 @@ def start_tablesync_server(
         **options,
     )
     log = RequestLog(app)
+    for attempt in range(3):
+        try:
+            return _serve(app, log, timeout)
+        except RuntimeError:
+            # Another process may take the free port before uvicorn binds it: try another.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _serve(app: Any, log: RequestLog, timeout: float) -> TablesyncServer:
+    import uvicorn
+
     port = free_port()
     config = uvicorn.Config(log, host="127.0.0.1", port=port, log_level="warning", ws="none")
     server = uvicorn.Server(config)
@@ -100,6 +111,7 @@ def start_tablesync_server(
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
+            thread.join(timeout=5)
             raise RuntimeError(f"tablesync's server did not start on port {port}")
         time.sleep(0.02)
     return TablesyncServer(server, thread, port, app, log)
