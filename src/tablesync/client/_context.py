@@ -33,6 +33,10 @@ _SERVER_STAMPS = ("version", "updatedAt", "createdAt")
 #: Above this many queued operations of a table, a pulled page looks them up item by item.
 _PRELOAD_LIMIT = 5000
 _MAX_QUERY_ID = 254
+#: ``__config`` key prefix: what an operation sent in attempts whose outcome is unknown.
+_ATTEMPT_KEY = "attempt|"
+#: How many such bodies are kept per operation (oldest dropped first).
+_MAX_ATTEMPTS_KEPT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +186,14 @@ class SyncContext:
             self.store.update_operation(replace(existing, version=existing.version + 1))
             return
         self.store.delete_operation(existing.id)
+        attempts = self.earlier_attempts(existing)
+        self._forget_attempts(existing.id)
         if decision is Collapse.REPLACE_WITH_NEW:
             new = self.store.add_operation(table, item_id, kind, snapshot)
             self.store.update_operation(replace(new, version=existing.version + 1))
+            if attempts:
+                # The replaced UPDATE may have reached the server: the DELETE must know it.
+                self.store.set_config(_ATTEMPT_KEY + new.id, dumps(attempts).decode())
 
     # -- local reads ---------------------------------------------------------------------------
     def get(self, table: str, item_id: str) -> dict[str, Any] | None:
@@ -227,11 +236,15 @@ class SyncContext:
             return dict(op.item) if op.item is not None else {"id": op.item_id}
         return self.store.get_item(op.table, op.item_id)
 
-    def mark_attempted(self, op: Operation) -> Operation:
+    def mark_attempted(self, op: Operation, sent: Mapping[str, Any] | None = None) -> Operation:
         """Persist state ATTEMPTED before the request is sent; returns ``op`` in that state.
 
         The returned operation keeps ``op.version``: if the item was edited after ``op`` was
         read, :meth:`complete_operation` sees the newer version and keeps the operation queued.
+        ``sent`` (the item about to be sent) is remembered in the same transaction until the
+        operation completes: if the answer is lost and the item edited before the next push,
+        the server may hold this earlier data, and :meth:`earlier_attempts` lets the push
+        recognise it instead of reporting a false conflict.
 
         Raises:
             QueueError: the operation is no longer queued (a local change cancelled it); the
@@ -245,7 +258,18 @@ class SyncContext:
                     "queued (a local change cancelled it)"
                 )
             self.store.update_operation(replace(current, state=OperationState.ATTEMPTED))
+            if sent is not None:
+                kept = [*self.earlier_attempts(op), dict(sent)][-_MAX_ATTEMPTS_KEPT:]
+                self.store.set_config(_ATTEMPT_KEY + op.id, dumps(kept).decode())
         return replace(op, state=OperationState.ATTEMPTED)
+
+    def earlier_attempts(self, op: Operation) -> list[dict[str, Any]]:
+        """Items sent for ``op`` by attempts whose outcome is unknown, oldest first."""
+        raw = self.store.get_config(_ATTEMPT_KEY + op.id)
+        return list(loads(raw)) if raw else []
+
+    def _forget_attempts(self, op_id: str) -> None:
+        self.store.delete_config(_ATTEMPT_KEY + op_id)
 
     def complete_operation(self, op: Operation, server_item: dict[str, Any] | None) -> None:
         """Record a successful request: dequeue ``op`` and store the server's copy.
@@ -257,6 +281,7 @@ class SyncContext:
         """
         with self.store.atomic():
             self.store.delete_error(op.id)
+            self._forget_attempts(op.id)  # the server answered: its state is known again
             current = self.store.get_operation_by_id(op.id)
             if current is None:
                 self._stamp_replacement(op, server_item)
@@ -310,6 +335,7 @@ class SyncContext:
             op = self._resolvable(error, "cancelled")
             self.store.delete_operation(op.id, version=op.version)
             self.store.delete_error(op.id)
+            self._forget_attempts(op.id)
             self.store.delete_items(op.table, [op.item_id])
 
     def cancel_and_update(self, error: OperationError, item: Mapping[str, Any]) -> None:
@@ -323,6 +349,7 @@ class SyncContext:
             op = self._resolvable(error, "cancelled")
             self.store.delete_operation(op.id, version=op.version)
             self.store.delete_error(op.id)
+            self._forget_attempts(op.id)
             if data.get("deleted") is True:
                 self.store.delete_items(op.table, [op.item_id])
             else:
@@ -429,6 +456,8 @@ class SyncContext:
             if self.store.count_operations(table):
                 if not force or filter is not None:
                     raise QueueError(_purge_refused(table, force))
+                for op in self.pending_operations(table):
+                    self._forget_attempts(op.id)
                 self.store.delete_operations(table)
             if key is not None:
                 self.store.delete_config(key)

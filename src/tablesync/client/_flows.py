@@ -9,7 +9,7 @@ responses and no network at all. The push follows protocol.md §7.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -111,11 +111,12 @@ def _push_one(
         missing = {"id": op.item_id}
         context.fail_operation(op, _operation_error(op, missing, OperationOutcome(None)))
         return 0
+    earlier = context.earlier_attempts(op)
     try:
-        op = context.mark_attempted(op)
+        op = context.mark_attempted(op, item if op.kind is not OperationKind.DELETE else None)
     except QueueError:
         return 0  # a local change cancelled the operation since it was read: nothing to send
-    send = operation_sender(builder, op)
+    send = operation_sender(builder, op, earlier)
     outcome = yield from handler.execute_operation(PushOperation(op, item), send)
     if not isinstance(outcome, OperationOutcome):
         raise UsageError(
@@ -201,12 +202,19 @@ def _summary(result: PushResult, cause: Exception | None) -> str:
 # -- sending one operation -------------------------------------------------------------------
 
 
-def operation_sender(builder: RequestBuilder, op: Operation) -> Sender:
-    """The ``send`` a handler calls: each call sends ``op`` once, as ``item``."""
+def operation_sender(
+    builder: RequestBuilder, op: Operation, earlier: Sequence[Mapping[str, Any]] = ()
+) -> Sender:
+    """The ``send`` a handler calls: each call sends ``op`` once, as ``item``.
+
+    ``earlier`` are the items of attempts of ``op`` whose answer was lost; a conflict whose
+    server row is one of them is our own earlier write, and the item is sent again over it.
+    """
     sends = 0
+    followed = False
 
     def send(item: Mapping[str, Any] | None, *, kind: OperationKind | None = None) -> OperationFlow:
-        nonlocal sends
+        nonlocal sends, followed
         kind = op.kind if kind is None else kind
         # The first request of an operation version is keyed by the op id, so a retry of a
         # lost response is answered from the server's record; a *different* request (a
@@ -219,9 +227,25 @@ def operation_sender(builder: RequestBuilder, op: Operation) -> Sender:
         outcome = classify(response, kind, body)
         if _is_echo(outcome, kind):
             outcome = yield from _verify_echo(builder, op, body, outcome)
+        server = outcome.server_item
+        if not followed and server is not None and _landed_earlier(outcome, server, earlier):
+            # An earlier attempt of this operation reached the server (its answer was lost)
+            # and the item was edited since: send the newer data over the server's version.
+            followed = True
+            again = {**(body or {"id": op.item_id}), "version": server["version"]}
+            next_kind = kind if kind is OperationKind.DELETE else OperationKind.UPDATE
+            return (yield from send(again, kind=next_kind))
         return outcome
 
     return send
+
+
+def _landed_earlier(
+    outcome: OperationOutcome, server: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]]
+) -> bool:
+    if not outcome.is_conflict or "version" not in server or server.get("deleted") is True:
+        return False
+    return any(_fields_match(sent, server) for sent in earlier)
 
 
 def _is_echo(outcome: OperationOutcome, kind: OperationKind) -> bool:
@@ -310,6 +334,11 @@ def _is_own_write(
     # does not, and proves nothing.
     if not expected or sent is None or "version" not in server or server.get("deleted") is True:
         return False
+    return _fields_match(sent, server)
+
+
+def _fields_match(sent: Mapping[str, Any], server: Mapping[str, Any]) -> bool:
+    """Whether every field ``sent`` (system properties aside) has that value on ``server``."""
     fields = strip_system_properties(dict(sent))
     return all(key in server and same_value(value, server[key]) for key, value in fields.items())
 
