@@ -64,6 +64,16 @@ def response(
             id="path-without-prefix",
         ),
         pytest.param(
+            "todo?$skip=7",
+            "http://server:8080/api/tables/todo?$skip=7",
+            id="relative-path",
+        ),
+        pytest.param(
+            "$skip=7",
+            "http://server:8080/api/tables/todo?$skip=7",
+            id="bare-query-no-question-mark",
+        ),
+        pytest.param(
             "https://evil.example/x?$skip=5",
             "http://server:8080/api/tables/todo?$skip=5",
             id="other-host-rebased",

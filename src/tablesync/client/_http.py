@@ -269,8 +269,8 @@ def resolve_next_link(link: str, table_url: httpx.URL) -> httpx.URL:
     head = link.split("?", 1)[0]
     if "://" in head:
         target = httpx.URL(link)
-    elif link.startswith("/"):
-        target = table_url.join(link)
+    elif link.startswith("/") or (head and "=" not in head and "?" in link):
+        target = table_url.join(link)  # a path, absolute or relative to the table URL
     else:
         return table_url.copy_with(query=link.lstrip("?").encode())
     if _same_resource(target, table_url):
