@@ -57,7 +57,8 @@ def _item_schema(state: TableState) -> dict[str, Any]:
 def _page_schema(table: str) -> dict[str, Any]:
     item = {"$ref": f"#/components/schemas/{_schema_name(table)}"}
     return {
-        "oneOf": [
+        # anyOf: a v3 page also satisfies the loose v2 {"results","count"} shape.
+        "anyOf": [
             {
                 "type": "object",
                 "properties": {
@@ -161,7 +162,7 @@ def _responses(table: str, *codes: str) -> dict[str, Any]:
         "412": {"description": "Precondition failed: the server's item", **item},
     }
     responses = {code: known[code] for code in codes}
-    for code in ("400", "404", "410", "413", "415"):
+    for code in ("400", "404", "405", "410", "413", "415", "422", "503"):
         responses[code] = {"description": "Error", **error}
     return responses
 

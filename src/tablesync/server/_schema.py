@@ -109,6 +109,7 @@ class Schema:
 
     def __init__(self, engine: Engine, tables: Mapping[str, Table], *, dynamic: bool) -> None:
         self._engine = engine
+        self._writer = writer(engine)
         self._configured = dict(tables)
         self._dynamic = dynamic
         self._states: dict[str, TableState] = {}
@@ -118,6 +119,11 @@ class Schema:
     def engine(self) -> Engine:
         """The engine the tables live in."""
         return self._engine
+
+    @property
+    def writer(self) -> Engine:
+        """The engine whose transactions take SQLite's write lock at BEGIN (``IMMEDIATE``)."""
+        return self._writer
 
     def is_dynamic(self, key: str) -> bool:
         """Whether new fields of table ``key`` create columns."""
@@ -213,7 +219,7 @@ class Schema:
         return state
 
     def _ddl(self) -> Any:
-        return _DDLTransaction(self._engine)
+        return _DDLTransaction(self._writer)
 
 
 class _DDLTransaction:
@@ -224,7 +230,7 @@ class _DDLTransaction:
         self._context: Any = None
 
     def __enter__(self) -> Connection:
-        self._context = writer(self._engine).begin()
+        self._context = self._engine.begin()
         conn: Connection = self._context.__enter__()
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7400291)"))

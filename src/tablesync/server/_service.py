@@ -19,7 +19,6 @@ from starlette.requests import Request
 from ..protocol import ApiVersion, dumps, new_id
 from . import _repository as repo
 from ._config import is_valid_table_name
-from ._engine import writer
 from ._errors import BadRequest, NotFound, UnprocessableEntity
 from ._idempotency import Expiry, StoredResponse, claim, record
 from ._items import ItemInput, parse_item, render
@@ -105,7 +104,7 @@ class TableService:
 
     def _write(self, req: WriteRequest, state: TableState, action: Action) -> Reply:
         fingerprint = f"{req.request.method} {req.item_id or _body_id(req.body)}"
-        with writer(self.schema.engine).connect() as conn, conn.begin() as tx:
+        with self.schema.writer.connect() as conn, conn.begin() as tx:
             if req.idempotency_key is not None:
                 if self._expiry.due():
                     self._expiry.purge(conn)
