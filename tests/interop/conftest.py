@@ -22,7 +22,7 @@ from tests.interop.peers import (
     run_js,
     start_node_server,
 )
-from tests.interop.tablesync_server import TablesyncServer, start_tablesync_server
+from tests.interop.tablesync_server import TablesyncServer, build_app
 
 HERE = Path(__file__).resolve().parent
 
@@ -119,20 +119,25 @@ TablesyncServerFactory = Callable[..., TablesyncServer]
 
 
 @pytest.fixture
-def tablesync_server_factory(tmp_path: Path) -> Iterator[TablesyncServerFactory]:
-    """Start tablesync servers (uvicorn, real sockets) on fresh SQLite files."""
-    started: list[TablesyncServer] = []
+def tablesync_server_factory(
+    running_server: Callable[..., str], tmp_path: Path
+) -> TablesyncServerFactory:
+    """Serve tablesync apps (uvicorn, real sockets) on fresh SQLite files.
+
+    Keyword arguments go to :func:`build_app` (``page_size``, ``tables``, ``database``...).
+    The project's ``running_server`` fixture owns and stops the servers.
+    """
+    count = 0
 
     def make(**kwargs: Any) -> TablesyncServer:
-        kwargs.setdefault("database", f"sqlite:///{tmp_path / f'ts-{len(started)}.db'}")
+        nonlocal count
+        count += 1
+        kwargs.setdefault("database", f"sqlite:///{tmp_path / f'ts-{count}.db'}")
         try:
-            server = start_tablesync_server(**kwargs)
+            log = build_app(**kwargs)
         except ImportError as exc:
-            skip_or_fail(f"tablesync.server is not importable yet: {exc}")
+            skip_or_fail(f"tablesync.server is not importable: {exc}")
             raise
-        started.append(server)
-        return server
+        return TablesyncServer(running_server(log), log)
 
-    yield make
-    for server in started:
-        server.stop()
+    return make

@@ -1,13 +1,18 @@
-"""tablesync's server under uvicorn on a real socket, in a thread, for the peers to talk to."""
+"""tablesync's server on a real socket, for the peers to talk to, with a log of what it received.
+
+Inside a test, ``tablesync_server_factory`` (conftest) serves the app through the project's
+``running_server`` fixture; :func:`start_tablesync_server` does the same for module-scoped
+fixtures, which cannot use a function-scoped one.
+"""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
-
-from tests.interop.peers import free_port
 
 MOVIE_COLUMNS = {
     "title": "string",
@@ -36,28 +41,20 @@ class RequestLog:
 
 @dataclass
 class TablesyncServer:
-    """A running tablesync server."""
+    """A running tablesync server: its base URL and the requests it has served."""
 
-    server: Any
-    thread: threading.Thread
-    port: int
-    app: Any
+    url: str
     log: RequestLog
+    _stop: Callable[[], None] = field(default=lambda: None, repr=False)
 
     @property
     def requests(self) -> list[tuple[str, str]]:
         """``(method, raw path?query)`` of every request served so far, in order."""
         return self.log.requests
 
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:8123``."""
-        return f"http://127.0.0.1:{self.port}"
-
     def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread."""
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        """Stop serving (a no-op when the ``running_server`` fixture owns the server)."""
+        self._stop()
 
 
 def default_tables(page_size: int | None = None) -> list[Any]:
@@ -70,16 +67,15 @@ def default_tables(page_size: int | None = None) -> list[Any]:
     ]
 
 
-def start_tablesync_server(
+def build_app(
     *,
     database: str,
     tables: list[Any] | None = None,
     page_size: int | None = None,
     dynamic_schema: bool = True,
-    timeout: float = 20.0,
     **options: Any,
-) -> TablesyncServer:
-    """Build ``create_app(...)`` and serve it on a free port of 127.0.0.1 until ``stop()``."""
+) -> RequestLog:
+    """``create_app(...)`` with the interop tables, wrapped in a :class:`RequestLog`."""
     from tablesync.server import create_app
 
     app = create_app(
@@ -88,30 +84,34 @@ def start_tablesync_server(
         dynamic_schema=dynamic_schema,
         **options,
     )
-    log = RequestLog(app)
-    for attempt in range(3):
-        try:
-            return _serve(app, log, timeout)
-        except RuntimeError:
-            # Another process may take the free port before uvicorn binds it: try another.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return RequestLog(app)
 
 
-def _serve(app: Any, log: RequestLog, timeout: float) -> TablesyncServer:
+def start_tablesync_server(*, timeout: float = 20.0, **kwargs: Any) -> TablesyncServer:
+    """Serve :func:`build_app` under uvicorn in a thread until ``stop()``.
+
+    The socket is bound before uvicorn starts, so no other process can take the port between
+    choosing and binding it.
+    """
     import uvicorn
 
-    port = free_port()
-    config = uvicorn.Config(log, host="127.0.0.1", port=port, log_level="warning", ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    log = build_app(**kwargs)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(log, log_level="warning", ws="none"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
     deadline = time.monotonic() + timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(timeout=5)
-            raise RuntimeError(f"tablesync's server did not start on port {port}")
+            stop()
+            raise RuntimeError(f"tablesync's server did not start in {timeout} s")
         time.sleep(0.02)
-    return TablesyncServer(server, thread, port, app, log)
+    return TablesyncServer(f"http://127.0.0.1:{port}", log, stop)
