@@ -216,12 +216,6 @@ CASES = [
 ]
 
 
-@dataclass
-class Servers:
-    node: NodeServer
-    tablesync: TablesyncServer
-
-
 def _load_tablesync(url: str, movies: list[Movie]) -> None:
     with httpx.Client(base_url=url, headers=V2, timeout=30) as http:
         for movie in movies:
@@ -230,26 +224,40 @@ def _load_tablesync(url: str, movies: list[Movie]) -> None:
 
 
 @pytest.fixture(scope="module")
-def servers(
+def node(
     npm_peers: Path, tmp_path_factory: pytest.TempPathFactory, movies: list[Movie]
-) -> Iterator[Servers]:
-    tmp = tmp_path_factory.mktemp("differential")
-    node = start_node_server(page_size=1000, db_path=tmp / "node.sqlite", tables=("movies",))
+) -> Iterator[NodeServer]:
+    tmp = tmp_path_factory.mktemp("differential-node")
+    server = start_node_server(page_size=1000, db_path=tmp / "node.sqlite", tables=("movies",))
     try:
-        with httpx.Client(base_url=node.url, timeout=30) as http:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
             assert http.post("/_interop/bulk/movies", json=movies).status_code == 201
-        try:
-            ts = start_tablesync_server(database=f"sqlite:///{tmp / 'ts.db'}", page_size=1000)
-        except ImportError as exc:
-            skip_or_fail(f"tablesync.server is not importable yet: {exc}")
-            raise
-        try:
-            _load_tablesync(ts.url, movies)
-            yield Servers(node, ts)
-        finally:
-            ts.stop()
+        yield server
     finally:
-        node.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tablesync(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    movies: list[Movie],
+) -> Iterator[TablesyncServer]:
+    """tablesync's server holding the movies, on each database it supports."""
+    if request.param == "sqlite":
+        database = f"sqlite:///{tmp_path_factory.mktemp('differential-ts') / 'ts.db'}"
+    else:
+        database = request.getfixturevalue("postgres_database_factory")()
+    try:
+        server = start_tablesync_server(database=database, page_size=1000)
+    except ImportError as exc:
+        skip_or_fail(f"tablesync.server is not importable: {exc}")
+        raise
+    try:
+        _load_tablesync(server.url, movies)
+        yield server
+    finally:
+        server.stop()
 
 
 def _get(url: str, params: dict[str, str]) -> httpx.Response:
@@ -270,23 +278,23 @@ def _expected(movies: list[Movie], case: Case) -> list[str]:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_filter_tablesync(servers: Servers, movies: list[Movie], case: Case) -> None:
-    response = _get(servers.tablesync.url, {"$filter": case.filter})
+def test_filter_tablesync(tablesync: TablesyncServer, movies: list[Movie], case: Case) -> None:
+    response = _get(tablesync.url, {"$filter": case.filter})
     assert _ids(response) == _expected(movies, case)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_filter_node(servers: Servers, movies: list[Movie], case: Case) -> None:
+def test_filter_node(node: NodeServer, movies: list[Movie], case: Case) -> None:
     expected = _expected(movies, case)
-    node = _get(servers.node.url, {"$filter": case.filter})
+    answer = _get(node.url, {"$filter": case.filter})
     if case.node == SAME:
-        assert _ids(node) == expected
+        assert _ids(answer) == expected
     elif case.node == HTTP_500:
-        assert node.status_code == 500, case.reason
+        assert answer.status_code == 500, case.reason
     elif case.node == NO_ROWS:
-        assert _ids(node) == [], case.reason
+        assert _ids(answer) == [], case.reason
     else:
-        assert _ids(node) != expected, case.reason
+        assert _ids(answer) != expected, case.reason
 
 
 def _ordered(movies: list[Movie], *keys: tuple[str, bool]) -> list[str]:
@@ -313,36 +321,36 @@ def _ordered(movies: list[Movie], *keys: tuple[str, bool]) -> list[str]:
     ],
 )  # fmt: skip
 def test_order_skip_top(
-    servers: Servers,
+    node: NodeServer,
+    tablesync: TablesyncServer,
     movies: list[Movie],
     params: dict[str, str],
     keys: list[tuple[str, bool]],
     window: tuple[int, int],
 ) -> None:
     expected = _ordered(movies, *keys)[window[0] : window[1]]
-    assert _ids(_get(servers.node.url, params)) == expected
-    assert _ids(_get(servers.tablesync.url, params)) == expected
+    assert _ids(_get(node.url, params)) == expected
+    assert _ids(_get(tablesync.url, params)) == expected
 
 
-@pytest.mark.parametrize("url_of", ["tablesync", "node"])
 def test_inlinecount_both_v2_response_forms(
-    servers: Servers, movies: list[Movie], url_of: str
+    node: NodeServer, tablesync: TablesyncServer, movies: list[Movie]
 ) -> None:
-    url = getattr(servers, url_of).url
     params = {"$filter": "rating eq 'G'", "$top": "3"}
     expected = [m["id"] for m in movies if m["rating"] == "G"]
-    bare = _get(url, params)
-    counted = _get(url, {**params, "$inlinecount": "allpages"})
-    assert isinstance(bare.json(), list)
-    assert _ids(bare) == expected[:3]
-    assert counted.json()["count"] == len(expected) == 10
-    assert _ids(counted) == expected[:3]
+    for url in (node.url, tablesync.url):
+        bare = _get(url, params)
+        counted = _get(url, {**params, "$inlinecount": "allpages"})
+        assert isinstance(bare.json(), list)
+        assert _ids(bare) == expected[:3]
+        assert counted.json()["count"] == len(expected) == 10
+        assert _ids(counted) == expected[:3]
 
 
-def test_select_returns_the_selected_fields(servers: Servers) -> None:
+def test_select_returns_the_selected_fields(node: NodeServer, tablesync: TablesyncServer) -> None:
     params = {"$select": "title,year", "$top": "2"}
-    node_rows = _get(servers.node.url, params).json()
-    ts_rows = _get(servers.tablesync.url, params).json()
+    node_rows = _get(node.url, params).json()
+    ts_rows = _get(tablesync.url, params).json()
     assert node_rows == [
         {"title": "The Shawshank Redemption", "year": 1994},
         {"title": "The Godfather", "year": 1972},
