@@ -116,6 +116,8 @@ def _http_date(value: str | None) -> dt.datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
+    if not 1970 <= parsed.year <= 9000:
+        return None  # not a plausible modification time; comparisons near the limits overflow
     return parsed.astimezone(dt.UTC)
 
 
