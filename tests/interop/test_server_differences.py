@@ -65,6 +65,17 @@ def delete_twice(http: httpx.Client) -> Any:
     return http.delete("/tables/todoitem/a").status_code
 
 
+def patch_deleted_row(http: httpx.Client) -> Any:
+    first = _row(http, "a")
+    deleted = http.delete("/tables/todoitem/a")
+    version = (deleted.json() if deleted.status_code == 200 else first)["version"]
+    plain = http.patch("/tables/todoitem/a", json={"text": "y"}).status_code
+    matching = http.patch(
+        "/tables/todoitem/a", json={"text": "y"}, headers={"If-Match": f'"{version}"'}
+    ).status_code
+    return plain, matching
+
+
 def include_deleted_false(http: httpx.Client) -> Any:
     _row(http, "a")
     http.delete("/tables/todoitem/a")
@@ -126,6 +137,8 @@ CASES = [
     pytest.param(read_deleted_by_id, 404, 200, id="get-deleted-with-flag"),
     # protocol.md §3.2 reads 409/412 from the 2016 fork; 4.0.2 answers 404 like tablesync.
     pytest.param(delete_twice, 404, 404, id="delete-deleted-row"),
+    # protocol.md §3.2 (2016 fork): the PATCH went through and the row stayed deleted.
+    pytest.param(patch_deleted_row, (404, 404), (404, 404), id="patch-deleted-row"),
     pytest.param(include_deleted_false, 1, 0, id="includeDeleted-false"),
     pytest.param(include_deleted_lowercase, 0, 1, id="includedeleted-lowercase"),
     pytest.param(reserved_property_on_insert, (400, False), (201, False), id="reserved-props"),

@@ -431,3 +431,27 @@ def test_async_client_round_trip(
     assert (count, text, pending) == (11, "async", 0)
     assert server_http.get("/tables/todoitem/s003").json()["text"] == "async"
     assert server_http.get("/tables/todoitem/s004").status_code == 404
+
+
+def test_update_of_a_row_deleted_on_the_server_is_reported_and_discardable(
+    node_server: NodeServer, server_http: httpx.Client, make_client: ClientFactory
+) -> None:
+    """Node 4.0.2 answers 404 to a PATCH of a soft-deleted row: not a conflict, an error the
+    app resolves (here by discarding the local change), after which a pull drops the row."""
+    seed(server_http, 2)
+    client = make_client(node_server.url)
+    todo = client.sync_table("todoitem")
+    todo.pull(query_id="all")
+    assert server_http.delete("/tables/todoitem/s000").status_code == 200
+    todo.update({**todo.get("s000"), "text": "edited offline"})
+    with pytest.raises(PushFailedError) as caught:
+        client.push()
+    [error] = caught.value.result.errors
+    assert error.status == 404
+    assert not error.is_conflict
+    assert len(client.pending_operations) == 1
+    error.cancel_and_discard()
+    assert client.pending_operations == []
+    todo.pull(query_id="all")
+    assert todo.get("s000") is None
+    assert todo.get("s001") is not None
