@@ -53,8 +53,8 @@ def npm_peers() -> Path:
     try:
         return node_modules()
     except PeerUnavailableError as exc:
-        skip_or_fail(f"the npm peers could not be installed: {exc}")
-        raise
+        # Node and npm are here, so a failed install is a real failure, never a skip.
+        pytest.fail(f"the npm peers could not be installed: {exc}")
 
 
 NodeServerFactory = Callable[..., NodeServer]
