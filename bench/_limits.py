@@ -42,36 +42,43 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def apply_pages(conn: sqlite3.Connection, pages: Sequence[bytes]) -> tuple[int, float]:
-    """Decode each v3 page and upsert its items, one transaction per page; (rows, seconds)."""
-    rows = 0
-    start = time.perf_counter()
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    """(wall, CPU) seconds since ``start``."""
+    return time.perf_counter() - start[0], time.process_time() - start[1]
+
+
+def apply_pages(conn: sqlite3.Connection, pages: Sequence[bytes]) -> tuple[float, float]:
+    """Decode each v3 page and upsert its items, one transaction per page; (wall, CPU) s."""
+    start = _clock()
     for page in pages:
         items = orjson.loads(page)["items"]
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(_UPSERT, [(item["id"], orjson.dumps(item).decode()) for item in items])
         conn.execute("COMMIT")
-        rows += len(items)
-    return rows, time.perf_counter() - start
+    return _since(start)
 
 
-def single_writes(conn: sqlite3.Connection, items: Sequence[dict[str, Any]]) -> float:
-    """Each item and its queued operation in its own transaction; returns seconds."""
-    start = time.perf_counter()
+def single_writes(conn: sqlite3.Connection, items: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """Each item and its queued operation in its own transaction; (wall, CPU) seconds."""
+    start = _clock()
     for item in items:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(_UPSERT, (item["id"], orjson.dumps(item).decode()))
         conn.execute(_ADD_OP, (uuid.uuid4().hex, item["id"], "2026-01-01T00:00:00.000Z"))
         conn.execute("COMMIT")
-    return time.perf_counter() - start
+    return _since(start)
 
 
-def bulk_write(conn: sqlite3.Connection, items: Sequence[dict[str, Any]]) -> float:
-    """All items and their queued operations in one transaction; returns seconds."""
-    start = time.perf_counter()
+def bulk_write(conn: sqlite3.Connection, items: Sequence[dict[str, Any]]) -> tuple[float, float]:
+    """All items and their queued operations in one transaction; (wall, CPU) seconds."""
+    start = _clock()
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(_UPSERT, [(item["id"], orjson.dumps(item).decode()) for item in items])
     stamp = "2026-01-01T00:00:00.000Z"
     conn.executemany(_ADD_OP, [(uuid.uuid4().hex, item["id"], stamp) for item in items])
     conn.execute("COMMIT")
-    return time.perf_counter() - start
+    return _since(start)

@@ -70,9 +70,12 @@ class Results:
     rates: dict[str, list[float]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
 
-    def add(self, name: str, count: int, seconds: float) -> float:
-        rate = count / seconds if seconds > 0 else float("inf")
+    def add(self, name: str, count: int, seconds: tuple[float, float]) -> float:
+        """Record ``count`` per wall second, and per CPU second of this process (``[cpu]``)."""
+        wall, cpu = seconds
+        rate = count / wall if wall > 0 else float("inf")
         self.rates.setdefault(name, []).append(rate)
+        self.rates.setdefault(f"{name} [cpu]", []).append(count / cpu if cpu > 0 else rate)
         return rate
 
     def median(self, name: str) -> float:
@@ -83,10 +86,11 @@ class Results:
         return median([a / b for a, b in pairs if b > 0])
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[Any, tuple[float, float]]:
+    """``fn()`` and the (wall, CPU of this process) seconds it took."""
+    start, cpu = time.perf_counter(), time.process_time()
     value = fn()
-    return value, time.perf_counter() - start
+    return value, (time.perf_counter() - start, time.process_time() - cpu)
 
 
 def make_client(url: str, store_path: Path, page_size: int) -> tuple[Any, RecordingTransport]:
@@ -117,13 +121,12 @@ def measure_initial_pull(args: argparse.Namespace, url: str, work: Path, res: Re
     rows = table.count()
     rate = res.add("initial pull", rows, seconds)
     limit_conn = _limits.connect(work / f"limit-{uuid.uuid4().hex[:8]}.db")
-    _, limit_s = _limits.apply_pages(limit_conn, transport.pages)
-    limit = res.add("initial pull (limit)", rows, limit_s)
+    limit = res.add("initial pull (limit)", rows, _limits.apply_pages(limit_conn, transport.pages))
     with httpx.Client(timeout=60, headers={"ZUMO-API-VERSION": "3.0.0"}) as http:
         _, fetch_s = timed(lambda: [http.get(u).content for u in transport.urls])
     fetch = res.add("initial pull (HTTP fetch only)", rows, fetch_s)
     print(
-        f"initial pull: {rows} rows in {seconds:.1f} s = {rate:,.0f} rows/s; "
+        f"initial pull: {rows} rows in {seconds[0]:.1f} s = {rate:,.0f} rows/s; "
         f"limit {limit:,.0f} rows/s; bare HTTP fetch of the pages {fetch:,.0f} rows/s",
         flush=True,
     )
@@ -149,11 +152,11 @@ def measure_incremental(
     transport.pages.clear()
     result, seconds = timed(lambda: client.sync_table(TABLE).pull(query_id="all"))
     rate = res.add("incremental pull", args.changes, seconds)
-    _, limit_s = _limits.apply_pages(limit_conn, transport.pages)
-    limit = res.add("incremental pull (limit)", args.changes, limit_s)
+    pages = _limits.apply_pages(limit_conn, transport.pages)
+    limit = res.add("incremental pull (limit)", args.changes, pages)
     print(
         f"incremental pull: {args.changes} rows ({result.upserted} received) in "
-        f"{seconds * 1000:.0f} ms = {rate:,.0f} rows/s; limit {limit:,.0f} rows/s",
+        f"{seconds[0] * 1000:.0f} ms = {rate:,.0f} rows/s; limit {limit:,.0f} rows/s",
         flush=True,
     )
 
@@ -210,7 +213,7 @@ def measure_memory(args: argparse.Namespace, url: str, work: Path, res: Results)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"the pulling child failed:\n{done.stdout}\n{done.stderr[-3000:]}")
     data = json.loads(line)
-    res.add("1M pull", data["rows"], data["seconds"])
+    res.add("1M pull", data["rows"], (data["seconds"], data["cpu_seconds"]))
     res.notes["1M pull"] = (
         f"{data['rows']:,} rows in {data['seconds']:.0f} s, peak RSS {data['maxrss_mb']:.0f} MB "
         f"(the Python interpreter with tablesync imported: {data['baseline_mb']:.0f} MB)"
@@ -225,10 +228,10 @@ def child_pull(url: str, store: str, page_size: int) -> None:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with Client(url, store=SQLiteStore(store), page_size=page_size) as client:
         table = client.sync_table(BIG_TABLE)
-        _, seconds = timed(lambda: table.pull(query_id="all"))
+        _, (seconds, cpu) = timed(lambda: table.pull(query_id="all"))
         rows = table.count()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": seconds, "maxrss_mb": peak,
+    print(json.dumps({"rows": rows, "seconds": seconds, "cpu_seconds": cpu, "maxrss_mb": peak,
                       "baseline_mb": baseline}))  # fmt: skip
 
 
@@ -244,18 +247,24 @@ PAIRS = (
 
 
 def report(res: Results) -> None:
+    """Wall-clock rates (what a user sees) and rates per CPU second of the client process
+    (what the client itself costs, steady under the load of a shared machine)."""
     rows = []
     for name, limit, unit, target in PAIRS:
         if name in res.rates:
+            cpu, limit_cpu = f"{name} [cpu]", f"{limit} [cpu]"
             rows.append(
-                [name, f"{res.median(name):,.0f} {unit}", f"{res.median(limit):,.0f} {unit}",
-                 f"{res.ratio(name, limit):.2f}", target]
+                [name, f"{res.median(name):,.0f} {unit}", f"{res.median(limit):,.0f}",
+                 f"{res.ratio(name, limit):.2f}", f"{res.median(cpu):,.0f}",
+                 f"{res.median(limit_cpu):,.0f}", f"{res.ratio(cpu, limit_cpu):.2f}", target]
             )  # fmt: skip
     if "initial pull (HTTP fetch only)" in res.rates:
         fetch = res.median("initial pull (HTTP fetch only)")
-        rows.append(["initial pull: bare HTTP fetch", f"{fetch:,.0f} rows/s", "", "", ""])
+        rows.append(["initial pull: bare HTTP fetch", f"{fetch:,.0f} rows/s", *[""] * 6])
+    header = ["measurement", "client (wall)", "limit (wall)", "ratio", "client per CPU-s",
+              "limit per CPU-s", "CPU ratio", "target"]  # fmt: skip
     print("\n### Medians\n")
-    print(markdown_table(["measurement", "client", "limit / reference", "ratio", "target"], rows))
+    print(markdown_table(header, rows))
     for note in res.notes.values():
         print(f"\n- {note}")
 
@@ -269,7 +278,7 @@ def bench_server(args: argparse.Namespace, work: Path) -> Iterator[str]:
     for table, rows in ((TABLE, args.rows), (BIG_TABLE, args.memory_rows)):
         if rows:
             _, seconds = timed(lambda t=table, r=rows: seed_tablesync(database, r, t))  # type: ignore[misc]
-            print(f"seeded {table}: {rows:,} rows in {seconds:.1f} s", flush=True)
+            print(f"seeded {table}: {rows:,} rows in {seconds[0]:.1f} s", flush=True)
     tables = (TABLE, BIG_TABLE) if args.memory_rows else (TABLE,)
     config = config_toml(database, work / "server.toml", tables, page_size=args.page_size)
     argv = [str(VENV_BIN / "tablesync"), "serve", "--config", str(config), "--port", str(PORT)]
@@ -287,6 +296,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--writes", type=int, default=5_000)
     parser.add_argument("--bulk", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--push-rounds", type=int, default=1, help="rounds that push (each sends --push-ops)"
+    )
     parser.add_argument("--page-size", type=int, default=100, help="client and server page size")
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -315,7 +327,8 @@ def main() -> None:
                 client.close()
                 store.close()
                 limit_conn.close()
-                measure_push(args, url, work, res)
+                if round_no <= args.push_rounds:
+                    measure_push(args, url, work, res)
                 measure_local_writes(args, work, res)
             if args.memory_rows:
                 measure_memory(args, url, work, res)
