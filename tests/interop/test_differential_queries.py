@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import skip_or_fail
 from tests.interop.peers import NodeServer, start_node_server
 from tests.interop.tablesync_server import TablesyncServer, start_tablesync_server
 
@@ -248,11 +247,7 @@ def tablesync(
         database = f"sqlite:///{tmp_path_factory.mktemp('differential-ts') / 'ts.db'}"
     else:
         database = request.getfixturevalue("postgres_database_factory")()
-    try:
-        server = start_tablesync_server(database=database, page_size=1000)
-    except ImportError as exc:
-        skip_or_fail(f"tablesync.server is not importable: {exc}")
-        raise
+    server = start_tablesync_server(database=database, page_size=1000)
     try:
         _load_tablesync(server.url, movies)
         yield server
