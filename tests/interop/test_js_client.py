@@ -334,3 +334,24 @@ def test_duplicate_insert_conflict_body_is_the_server_row_on_tablesync(
         assert out[2]["version"] == stored["version"]
     assert out[3] == []
     assert server_http.get("/tables/todoitem/dup").json()["text"] == "server"
+
+
+def test_filtered_incremental_pull(
+    server: Peer, server_http: httpx.Client, device: Callable[..., list[Any]]
+) -> None:
+    """The JS client ANDs its own filter with the updatedAt bound:
+    ``((complete eq false) and (updatedAt ge datetimeoffset'…'))``."""
+    for n in range(6):
+        item = {"id": f"f{n}", "text": "t", "complete": n % 3 == 0, "n": n}
+        assert server_http.post("/tables/todoitem", json=item).status_code == 201
+    out = device(
+        server.url,
+        {"op": "pull", "queryId": "open", "filter": {"complete": False}},
+        {"op": "read"},
+    )
+    assert out[0] == 4
+    assert [row["id"] for row in out[1]] == ["f1", "f2", "f4", "f5"]
+    if server.requests is not None:
+        pulls = [unquote(t) for m, t in server.requests if m == "GET"]
+        assert "complete eq false" in pulls[0]
+        assert "datetimeoffset'" in pulls[0]
