@@ -12,7 +12,9 @@ from tablesync.client._encrypted_store import EncryptedSQLiteStore
 from tablesync.client._sqlite_store import SQLiteStore
 
 StoreFactory = Callable[..., SQLiteStore]
-KEY = "correct horse battery staple"
+# A raw key skips SQLCipher's deliberately slow key derivation: the shared suite stays fast.
+# Passphrases are covered in test_encrypted_store.py.
+KEY = bytes(range(32))
 
 
 def _plain(path: Path) -> SQLiteStore:
