@@ -9,23 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
-from ..protocol import ApiVersion, dumps, new_id
+from ..protocol import ApiVersion, dumps, loads, new_id
 from . import _repository as repo
-from ._config import is_valid_table_name
-from ._errors import BadRequest, NotFound, UnprocessableEntity
+from ._clock import mark_arrival, now_ms
+from ._config import WriteEvent, WriteHook, is_valid_table_name
+from ._errors import BadRequest, NotFound, UnprocessableEntity, logger
 from ._idempotency import Expiry, StoredResponse, claim, record
 from ._items import ItemInput, parse_item, render
 from ._replies import Reply, item_reply, missing, stored_reply
 from ._schema import Schema, TableState
 
 Action = Callable[[Connection, TableState], "tuple[Reply, bool]"]
+Operation = Literal["insert", "update", "delete", "undelete"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,24 +104,36 @@ class TableService:
 
     # -- the write pipeline ----------------------------------------------------------------
 
-    def _write(self, req: WriteRequest, state: TableState, action: Action) -> Reply:
-        fingerprint = f"{req.request.method} {req.item_id or _body_id(req.body)}"
-        with self.schema.writer.connect() as conn, conn.begin() as tx:
-            if req.idempotency_key is not None:
-                if self._expiry.due():
-                    self._expiry.purge(conn)
-                stored = claim(conn, req.idempotency_key, req.key, fingerprint)
-                if stored is not None:
-                    return self._replay(req, state, stored, fingerprint)
-            reply, written = action(conn, state)
-            if not written:
-                tx.rollback()
-                return reply
-            if req.idempotency_key is not None:
-                response = StoredResponse(
-                    fingerprint, reply.status, reply.body, reply.headers.get("ETag")
-                )
-                record(conn, req.idempotency_key, req.key, response)
+    def _write(
+        self, req: WriteRequest, state: TableState, operation: Operation, action: Action
+    ) -> Reply:
+        target = f"item {req.item_id}" if req.item_id is not None else f"new {_body_id(req.body)}"
+        fingerprint = f"{req.request.method} {target}"
+        arrival = now_ms()
+        with self.schema.writer.connect() as conn:
+            mark_arrival(conn, arrival)
+            with conn.begin() as tx:
+                if req.idempotency_key is not None:
+                    if self._expiry.due():
+                        self._expiry.purge(conn)
+                    stored = claim(conn, req.idempotency_key, req.key, fingerprint)
+                    if stored is not None:
+                        return self._replay(req, state, stored, fingerprint)
+                reply, written = action(conn, state)
+                if not written:
+                    tx.rollback()
+                    return reply
+                if req.idempotency_key is not None:
+                    response = StoredResponse(
+                        fingerprint, reply.status, reply.body, reply.headers.get("ETag")
+                    )
+                    record(conn, req.idempotency_key, req.key, response)
+                # Raising here rolls the whole write back (the context manager's exit).
+                event = _event(req, state, operation, reply)
+                if event is not None and state.config.before_commit is not None:
+                    state.config.before_commit(req.request, event)
+        if event is not None and state.config.after_commit is not None:
+            _run_after_commit(state.config.after_commit, req.request, event)
         return reply
 
     @staticmethod
@@ -175,7 +189,7 @@ class TableService:
                 outcome.status, state, outcome.row, req.version, req.request
             ), outcome.written
 
-        return self._write(req, state, action)
+        return self._write(req, state, "insert", action)
 
     def update(self, req: WriteRequest, *, replace_all: bool) -> Reply:
         """``PATCH`` (merge) or ``PUT`` (replace) of one item, with optimistic concurrency."""
@@ -207,7 +221,7 @@ class TableService:
             )  # fmt: skip
             return self._reply(outcome, state, req, ok=200)
 
-        return self._write(req, state, action)
+        return self._write(req, state, "update", action)
 
     @staticmethod
     def _changes(state: TableState, item: ItemInput, *, replace_all: bool) -> dict[str, Any]:
@@ -277,7 +291,7 @@ class TableService:
                 return Reply(204), True
             return self._reply(outcome, state, req, ok=200)
 
-        return self._write(req, state, action)
+        return self._write(req, state, "delete", action)
 
     def undelete(self, req: WriteRequest) -> Reply:
         """v2 ``POST /tables/{table}/{id}``: clear ``deleted``; 201 with the item."""
@@ -291,7 +305,7 @@ class TableService:
             )  # fmt: skip
             return self._reply(outcome, state, req, ok=201)
 
-        return self._write(req, state, action)
+        return self._write(req, state, "undelete", action)
 
     def read(
         self,
@@ -314,6 +328,26 @@ class TableService:
         if status == 304:
             return Reply(304, None, item_reply(200, state, row, version, request).headers)
         return item_reply(status or 200, state, row, version, request)
+
+
+def _event(
+    req: WriteRequest, state: TableState, operation: Operation, reply: Reply
+) -> WriteEvent | None:
+    """The hooks' view of a write, or ``None`` when the table has no hooks (no work then)."""
+    if state.config.before_commit is None and state.config.after_commit is None:
+        return None
+    item = loads(reply.body) if reply.body is not None else None
+    item_id = req.item_id or (str(item["id"]) if isinstance(item, dict) else "")
+    return WriteEvent(state.config.key, operation, item_id, item)
+
+
+def _run_after_commit(hook: WriteHook, request: Request, event: WriteEvent) -> None:
+    try:
+        hook(request, event)
+    except Exception:
+        # The write is committed and its response is due: a failing hook must not turn it
+        # into an error the client would retry.
+        logger.exception("after_commit hook failed for %s %s", event.table, event.item_id)
 
 
 def _body_id(body: Any) -> str:
