@@ -89,3 +89,27 @@ def test_health_and_openapi(base_url: str) -> None:
     document = httpx.get(f"{base_url}/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/tables/notes/{id}" in document["paths"]
+
+
+def test_in_memory_database_serves_concurrent_requests(running_server: Any) -> None:
+    import threading
+
+    from tablesync.server import Table
+
+    base = running_server(database="sqlite://", tables=[Table("notes", columns={"n": "integer"})])
+    statuses: list[int] = []
+
+    def write(worker: int) -> None:
+        with httpx.Client(base_url=base, headers=V3, timeout=20) as http:
+            for n in range(10):
+                response = http.post("/tables/notes", json={"id": f"{worker}-{n}", "n": n})
+                statuses.append(response.status_code)
+                statuses.append(http.get("/tables/notes?$count=true").status_code)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(set(statuses)) == [200, 201] and len(statuses) == 80
+    assert httpx.get(f"{base}/tables/notes?$count=true", headers=V3).json()["count"] == 40

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,10 +39,16 @@ class Endpoints:
 
     def __init__(self, service: TableService) -> None:
         self.service = service
+        # An in-memory SQLite database is one shared connection: its users must take turns.
+        pool = service.schema.engine.pool
+        self._serial = threading.Lock() if isinstance(pool, sa.pool.StaticPool) else None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # One hop per request; the default limiter (40 threads) matches the pool's capacity.
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        if self._serial is not None:
+            call = functools.partial(_locked, self._serial, call)
+        return await anyio.to_thread.run_sync(call)
 
     def _version(self, request: Request, key: str) -> ApiVersion:
         # Only the cached state: this runs on the event loop, which must not wait on the DB.
@@ -129,6 +136,11 @@ class Endpoints:
     def _ping(self) -> None:
         with self.service.schema.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+
+
+def _locked(lock: threading.Lock, call: Callable[[], T]) -> T:
+    with lock:
+        return call()
 
 
 _WRONG_VERB = {
