@@ -10,6 +10,7 @@ below T. See docs/architecture.md.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import time
 
@@ -17,6 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ._schema import CLOCK
+
+#: ``Connection.info`` key of the process clock read when the write arrived, before its
+#: transaction waited for any lock: the stamp of the naive scheme (``strict=False``).
+_ARRIVAL = "tablesync_arrival_ms"
 
 
 def now_ms() -> int:
@@ -29,22 +34,32 @@ def new_version() -> str:
     return base64.b64encode(os.urandom(12)).decode("ascii")
 
 
+def mark_arrival(conn: Connection, arrival_ms: int) -> None:
+    """Remember when a write arrived, for the naive scheme (call before ``conn.begin()``)."""
+    conn.info[_ARRIVAL] = arrival_ms
+
+
 def next_stamp(conn: Connection, key: str, *, strict: bool = True) -> int:
     """Take the next ``updatedAt`` stamp (Unix ms) of table ``key`` inside ``conn``'s transaction.
 
     Call it as the last statement before the item write, then commit promptly: the clock row
-    stays locked until the transaction ends. With ``strict=False`` the process clock is used
-    as is (no lock, no uniqueness): kept only for the comparison benchmark and stress test.
+    stays locked until the transaction ends. With ``strict=False`` the write is stamped the
+    way application-side clocks do it (the official .NET servers' ``UtcNow``): with the
+    process clock read when the write arrived (``mark_arrival``), before its transaction
+    waited for locks, with no lock and no uniqueness. Kept only for the comparison benchmark
+    and the stress test that shows it loses rows.
     """
     now = now_ms()
     if not strict:
-        return now
-    advance = _greatest(conn, CLOCK.c.last_ms + 1, sa.literal(now, sa.BigInteger))
-    update = CLOCK.update().where(CLOCK.c.table_name == key).values(last_ms=advance)
-    if conn.dialect.update_returning:
-        stamp = conn.execute(update.returning(CLOCK.c.last_ms)).scalar_one_or_none()
+        arrival = conn.info.pop(_ARRIVAL, None)
+        return now if arrival is None else int(arrival)
+    returning = bool(conn.dialect.update_returning)
+    update = _advance(conn.dialect.name, returning)
+    params = {"clock_key": key, "clock_now": now}
+    if returning:
+        stamp = conn.execute(update, params).scalar_one_or_none()
     else:
-        result = conn.execute(update)
+        result = conn.execute(update, params)
         stamp = None if result.rowcount == 0 else _read(conn, key)
     if stamp is None:
         # A table created before the clock row existed (or the row was removed): start it.
@@ -53,12 +68,19 @@ def next_stamp(conn: Connection, key: str, *, strict: bool = True) -> int:
     return int(stamp)
 
 
-def _greatest(
-    conn: Connection, left: sa.ColumnElement[int], right: sa.ColumnElement[int]
-) -> sa.ColumnElement[int]:
-    if conn.dialect.name == "sqlite":
-        return sa.func.max(left, right, type_=sa.BigInteger)
-    return sa.func.greatest(left, right, type_=sa.BigInteger)
+@functools.cache
+def _advance(dialect: str, returning: bool) -> sa.Update:
+    """The clock UPDATE, built once per dialect with bound parameters.
+
+    Building it per write (with the values inline) cost ~1.3 ms of SQLAlchemy statement
+    construction and cache-key work, more than the rest of an insert; see docs/benchmarks.md.
+    """
+    now = sa.bindparam("clock_now", type_=sa.BigInteger)
+    greatest = sa.func.max if dialect == "sqlite" else sa.func.greatest
+    advance = greatest(CLOCK.c.last_ms + 1, now, type_=sa.BigInteger)
+    where = CLOCK.c.table_name == sa.bindparam("clock_key", type_=sa.String)
+    update = CLOCK.update().where(where).values(last_ms=advance)
+    return update.returning(CLOCK.c.last_ms) if returning else update
 
 
 def _read(conn: Connection, key: str) -> int:
