@@ -137,7 +137,8 @@ class NodeServer:
 def _wait_ready(server: NodeServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if "ready" in server.log():
+        # Match the whole line: "EADDRINUSE: address already in use" contains "ready" too.
+        if any(line.startswith("ready ") for line in server.log().splitlines()):
             return
         if server.process.poll() is not None:
             raise PeerUnavailableError(f"the Node server exited early:\n{server.log()[-3000:]}")

@@ -12,7 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.interop.peers import NPM_PEERS, ROOT, NodeServer, run_js
+from tests.interop.peers import (
+    NPM_PEERS,
+    ROOT,
+    NodeServer,
+    PeerUnavailableError,
+    run_js,
+    start_node_server,
+)
 
 
 def _run_installer() -> subprocess.CompletedProcess[str]:
@@ -74,3 +81,14 @@ def test_sqlite_plugin_shim_commits_and_rolls_back(npm_peers: Path, tmp_path: Pa
         "batch": 5,
         "insertId": 1,
     }
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(
+    npm_peers: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PeerUnavailableError, match="EADDRINUSE"):
+            start_node_server(port, db_path=tmp_path / "x.sqlite", timeout=20)
