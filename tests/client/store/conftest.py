@@ -25,9 +25,10 @@ def _encrypted(path: Path) -> SQLiteStore:
     return EncryptedSQLiteStore(path, KEY)
 
 
-@pytest.fixture(
-    params=[pytest.param(_plain, id="sqlite"), pytest.param(_encrypted, id="sqlcipher")]
-)
+STORES = [pytest.param(_plain, id="sqlite"), pytest.param(_encrypted, id="sqlcipher")]
+
+
+@pytest.fixture(params=STORES)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Open a store of the parametrized class on a file (default ``tmp_path/store.db``)."""
     opened: list[SQLiteStore] = []
