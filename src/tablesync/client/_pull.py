@@ -218,14 +218,15 @@ def _incremental_pull(
         bound, skip = (newest, 0) if grew else (bound, skip + len(page.items) + page.skipped)
 
 
-_PageKey = tuple[dt.datetime, list[str]]
+_PageKey = tuple[dt.datetime, list[tuple[str, Any]]]
 
 
 def _check_progress(
     table: str, previous: _PageKey | None, bound: dt.datetime, skip: int, page: Page
 ) -> _PageKey:
     """Refuse to loop when a server ignores ``$skip``: the same page again at a larger skip."""
-    ids = [item["id"] for item in page.items]
+    # The same ids in new versions is progress (rows updated meanwhile), not a repeat.
+    ids = [(item["id"], item.get("updatedAt")) for item in page.items]
     if skip and previous is not None and previous == (bound, ids):
         raise PullFailedError(
             f"the server sent the same page of {table!r} again for $skip={skip}: it seems to "
