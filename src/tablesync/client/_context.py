@@ -48,7 +48,8 @@ class PageApplied:
     deleted: int
     """Items with ``deleted: true``, removed locally."""
     skipped: int
-    """Items left alone: a local operation is pending for them, or they were not valid items."""
+    """Items left alone: a local operation is pending for them, they were not valid items, or
+    a later copy in the same page superseded them."""
 
 
 def delta_token_key(table: str, query_id: str) -> str:
@@ -288,9 +289,16 @@ class SyncContext:
             elif current.version == op.version:
                 self.store.delete_operation(op.id, version=op.version)
                 if server_item is not None and op.kind is not OperationKind.DELETE:
-                    self.store.upsert_items(op.table, [{**server_item, "id": op.item_id}])
+                    self._store_server_copy(op, server_item)
             else:
                 self._keep_edited(current, op, server_item)
+
+    def _store_server_copy(self, op: Operation, server_item: dict[str, Any]) -> None:
+        # Some v2 servers let an update through on a soft-deleted row, which stays deleted.
+        if server_item.get("deleted") is True:
+            self.store.delete_items(op.table, [op.item_id])
+        else:
+            self.store.upsert_items(op.table, [{**server_item, "id": op.item_id}])
 
     def _keep_edited(
         self, current: Operation, op: Operation, server_item: dict[str, Any] | None
@@ -406,17 +414,19 @@ class SyncContext:
         Items with a pending local operation are skipped (the local change wins until it is
         pushed); ``deleted: true`` removes the local row; the rest are upserted.
         """
-        valid = [dict(item) for item in items if _is_pulled_item(item)]
+        # A page that repeats an id (a server paging over moving rows) keeps its last copy.
+        latest = {item["id"]: dict(item) for item in items if _is_pulled_item(item)}
         with self.store.atomic():
-            pending = self._pending_ids(table, [item["id"] for item in valid])
-            fresh = [item for item in valid if item["id"] not in pending]
+            pending = self._pending_ids(table, list(latest))
+            fresh = [item for item in latest.values() if item["id"] not in pending]
             gone = [item["id"] for item in fresh if item.get("deleted") is True]
             kept = [item for item in fresh if item.get("deleted") is not True]
             self.store.delete_items(table, gone)
             self.store.upsert_items(table, kept)
             if delta_token is not None:
                 self.store.set_config(*delta_token)
-        return PageApplied(upserted=len(kept), deleted=len(gone), skipped=len(items) - len(fresh))
+        skipped = len(items) - len(kept) - len(gone)
+        return PageApplied(upserted=len(kept), deleted=len(gone), skipped=skipped)
 
     def _pending_ids(self, table: str, item_ids: list[str]) -> set[str]:
         count = self.store.count_operations(table)

@@ -149,8 +149,8 @@ class SQLiteStore:
 
     def _load_tables(self) -> None:
         rows = self._conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ?",
-            (_ITEM_PREFIX + "%",),
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+            (len(_ITEM_PREFIX), _ITEM_PREFIX),
         ).fetchall()
         self._tables = {row[0][len(_ITEM_PREFIX) :] for row in rows}
 

@@ -202,3 +202,8 @@ def test_each_local_write_is_atomic_when_the_queue_write_fails(context: SyncCont
         store.add_operation = original  # type: ignore[method-assign]
     assert context.get("todo", "x") is None
     assert context.pending_count() == 0
+
+
+def test_insert_many_of_nothing_is_a_no_op(context: SyncContext) -> None:
+    assert context.insert_many("todo", []) == []
+    assert context.pending_count() == 0

@@ -182,3 +182,13 @@ def test_forced_filtered_purge_with_pending_operations_is_refused(context: SyncC
         context.purge("movies", Query("year gt 2002"), force=True)
     assert context.count("movies") == 4
     assert context.pending_operations()[0].kind is OperationKind.DELETE
+
+
+def test_a_page_repeating_an_id_keeps_its_last_copy(context: SyncContext) -> None:
+    context.apply_pulled_page("movies", [row("1")])
+    result = context.apply_pulled_page(
+        "movies", [row("1", t="a"), row("1", deleted=True), row("2", t="b"), row("2", t="c")]
+    )
+    assert result == PageApplied(upserted=1, deleted=1, skipped=2)
+    assert context.get("movies", "1") is None
+    assert context.get("movies", "2") == row("2", t="c")

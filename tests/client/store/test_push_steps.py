@@ -160,3 +160,12 @@ def test_save_error_replaces_the_previous_error_of_an_operation(context: SyncCon
     context.fail_operation(op, error_for(op, 500))
     context.fail_operation(op, error_for(op, 409))
     assert [e.status for e in context.errors()] == [409]
+
+
+def test_complete_with_a_deleted_server_item_removes_the_row(context: SyncContext) -> None:
+    context.apply_pulled_page("t", [SERVER])
+    context.update("t", {"id": "a", "text": "edit", "version": "v2"})
+    op = context.mark_attempted(context.next_operation(0))  # type: ignore[arg-type]
+    context.complete_operation(op, {**SERVER, "deleted": True})
+    assert context.pending_count() == 0
+    assert context.get("t", "a") is None
