@@ -36,6 +36,7 @@ from ._app import create_app as create_app
 from ._config import COLUMN_TYPES as COLUMN_TYPES
 from ._config import ServerConfig as ServerConfig
 from ._config import Table as Table
+from ._config import WriteEvent as WriteEvent
 from ._config import load_config as load_config
 from ._purge import purge_tombstones as purge_tombstones
 from ._types import UtcDateTime as UtcDateTime
@@ -45,6 +46,7 @@ __all__ = [
     "ServerConfig",
     "Table",
     "UtcDateTime",
+    "WriteEvent",
     "create_app",
     "load_config",
     "purge_tombstones",

@@ -26,6 +26,8 @@ ConflictPolicy: TypeAlias = Literal["reject", "server_wins", "client_wins"] | Me
 ViewFunction: TypeAlias = Callable[["Request", "sa.Table"], "ColumnElement[bool]"]
 #: ``insert_hook(request, values)``: stamps server-owned columns (e.g. an owner) on insert.
 InsertHook: TypeAlias = Callable[["Request", dict[str, Any]], dict[str, Any]]
+#: ``hook(request, event)``: told about one successful write (see ``WriteEvent``).
+WriteHook: TypeAlias = Callable[["Request", "WriteEvent"], None]
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -41,6 +43,24 @@ def is_valid_table_name(name: str) -> bool:
 def is_valid_column_name(name: str) -> bool:
     """True for names usable as a user column (system property names excluded)."""
     return bool(_COLUMN_NAME.match(name)) and name.lower() not in _RESERVED_COLUMNS
+
+
+@dataclass(frozen=True, slots=True)
+class WriteEvent:
+    """One successful write, as seen by the ``before_commit`` and ``after_commit`` hooks.
+
+    Attributes:
+        table: the table key (lower-cased name).
+        operation: ``"insert"``, ``"update"``, ``"delete"`` or ``"undelete"``.
+        item_id: the id of the written item.
+        item: the stored item as the response carries it (v3 shape for v3 requests), or
+            ``None`` when the response has no body (deletes).
+    """
+
+    table: str
+    operation: Literal["insert", "update", "delete", "undelete"]
+    item_id: str
+    item: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,13 @@ class Table:
         view: advanced: ``view(request, table)`` → the condition selecting the rows the caller
             may see; ANDed into every statement.
         insert_hook: advanced: ``insert_hook(request, values) -> values``, applied on insert.
+        before_commit: advanced: ``hook(request, event)`` run inside the writing transaction,
+            after the write, just before the commit. It holds the table's clock lock, so keep
+            it short; raising aborts the write (an ``HTTPError`` gives its status, anything
+            else a 500) and nothing is stored.
+        after_commit: advanced: ``hook(request, event)`` run once the write is committed
+            (notifications, cache invalidation). Errors are logged, never sent to the client:
+            the write has already happened.
     """
 
     name: str
@@ -77,6 +104,8 @@ class Table:
     dynamic_schema: bool | None = None
     view: ViewFunction | None = None
     insert_hook: InsertHook | None = None
+    before_commit: WriteHook | None = None
+    after_commit: WriteHook | None = None
 
     def __post_init__(self) -> None:
         if not is_valid_table_name(self.name):
