@@ -7,27 +7,36 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tablesync.server import Table
+from tablesync.server import Table, create_app
 
-from .conftest import TODO_COLUMNS, V2, V3
+from .conftest import TODO_COLUMNS, V2, V3, TestClient
 
 ROWS = 23
 
 
-@pytest.fixture
-def filled(make_client: Any) -> Any:
-    client = make_client([Table("todo", columns=TODO_COLUMNS, page_size=10, max_top=50)])
-    for n in range(ROWS):
-        body = {
-            "id": f"t{n:02d}",
-            "count": n % 5,
-            "text": f"item {n}",
-            "due": f"2024-01-{n + 1:02d}T00:00:00Z",
-        }
-        assert client.post("/tables/todo", json=body, headers=V3).status_code == 201
-    for n in (3, 4):
-        assert client.delete(f"/tables/todo/t{n:02d}", headers=V3).status_code == 204
-    return client
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+)
+def filled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One read-only table per backend for the whole module (loading it is the slow part)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('queries') / 'q.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database_factory")()
+    app = create_app(url, [Table("todo", columns=TODO_COLUMNS, page_size=10, max_top=50)])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for n in range(ROWS):
+            body = {
+                "id": f"t{n:02d}",
+                "count": n % 5,
+                "text": f"item {n}",
+                "due": f"2024-01-{n + 1:02d}T00:00:00Z",
+            }
+            assert client.post("/tables/todo", json=body, headers=V3).status_code == 201
+        for n in (3, 4):
+            assert client.delete(f"/tables/todo/t{n:02d}", headers=V3).status_code == 204
+        yield client
 
 
 def _query(link: str) -> dict[str, list[str]]:
