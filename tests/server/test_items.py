@@ -221,3 +221,11 @@ def test_v3_put_with_deleted_false_does_not_resurrect_a_tombstone(client: Any) -
     restored = client.put("/tables/todo/t?__includedeleted=true", json=body, headers=V3)
     assert restored.status_code == 200 and restored.json()["deleted"] is False
     assert restored.json()["text"] == "b"
+
+
+def test_head_requests_answer_like_get_without_a_body(client: Any) -> None:
+    insert(client, {"id": "hd", "text": "a"})
+    item = client.head("/tables/todo/hd", headers=V3)
+    assert item.status_code == 200 and item.content == b"" and item.headers["etag"]
+    assert client.head("/tables/todo", headers=V3).status_code == 200
+    assert client.head("/tables/todo/none", headers=V3).status_code == 404

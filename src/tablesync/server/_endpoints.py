@@ -61,7 +61,7 @@ class Endpoints:
         table, _ = path_segments(request)
         key = table.lower()
         version = self._version(request, key)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return await self._query(request, key, version)
         write = await self._write_request(request, key, version, None)
         return (await self._run(self.service.insert, write)).to_response()
@@ -84,7 +84,7 @@ class Endpoints:
         version = self._version(request, key)
         item_id = checked_id(raw_id or "")
         method = request.method
-        if method == "GET":
+        if method in ("GET", "HEAD"):
             reply = await self._run(
                 self.service.read, request, key, item_id, version, preconditions(request),
                 include_deleted(request),
