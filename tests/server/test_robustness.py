@@ -71,3 +71,47 @@ def test_extreme_http_dates_are_ignored_or_applied(client: Any, when: str, name:
         body = {"text": "x"} if method == "PATCH" else None
         response = client.request(method, "/tables/todo/d", json=body, headers={**V3, name: when})
         assert response.status_code in (200, 304, 412), response.text
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(
+    [
+        "id",
+        "text",
+        "count",
+        "price",
+        "done",
+        "due",
+        "extra",
+        "version",
+        "deleted",
+        "updatedAt",
+        "x-y",
+    ]
+)
+
+
+@FUZZ
+@given(
+    body=st.dictionaries(FIELDS, JSON_VALUES, max_size=6),
+    method=st.sampled_from(["PATCH", "PUT"]),
+    version=st.sampled_from([V2, V3]),
+)
+def test_any_update_body_never_5xx(
+    client: Any, body: dict[str, Any], method: str, version: dict[str, str]
+) -> None:
+    client.post("/tables/todo", json={"id": "u"}, headers=V3)
+    response = client.request(method, "/tables/todo/u", json=body, headers=version)
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        assert response.json()["id"] == "u"
