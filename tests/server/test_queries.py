@@ -153,3 +153,18 @@ def test_default_page_sizes_are_50_for_v2_and_100_for_v3(make_client: Any) -> No
     assert len(client.get("/tables/todo", headers=V2).json()) == 50
     page = client.get("/tables/todo", headers=V3).json()
     assert len(page["items"]) == 100 and "$skip=100" in page["nextLink"]
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        pytest.param("api.example.com:8443", "http://api.example.com:8443", id="custom-port"),
+        pytest.param("api.example.com:80", "http://api.example.com", id="default-port-dropped"),
+        pytest.param("api.example.com", "http://api.example.com", id="no-port"),
+    ],
+)
+def test_absolute_links_honour_the_host_header(filled: Any, host: str, origin: str) -> None:
+    page = filled.get("/tables/todo", headers={**V3, "Host": host}).json()
+    assert page["nextLink"].startswith(f"{origin}/tables/todo?")
+    v2 = filled.get("/tables/todo", headers={**V2, "Host": host})
+    assert v2.headers["link"].startswith(f"{origin}/tables/todo?")
