@@ -172,19 +172,19 @@ def _parse(text: str) -> Expr:
     return parse_filter(text, max_length=1_000_000, max_depth=1000)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS)
 def test_round_trip_v3(expr: Expr) -> None:
     assert _parse(to_odata(expr, V3)) == expr
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EXPRESSIONS)
 def test_round_trip_v2(expr: Expr) -> None:
     assert _parse(to_odata(expr, V2)) == _without_in(expr)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(EXPRESSIONS)
 def test_printing_is_stable(expr: Expr) -> None:
     """Printing what was parsed from a print gives the same text again."""

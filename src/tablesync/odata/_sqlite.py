@@ -54,6 +54,7 @@ def compile_where(expr: Expr) -> tuple[str, list[Any]]:
     Raises:
         QueryError: when literals make the filter certainly ill-typed (``year('x') eq 1``).
     """
+    rules.check_complexity(expr)
     result = _visit(expr)
     rules.condition_type(result.type)
     condition = _condition(result)
@@ -73,6 +74,7 @@ def compile_order_by(terms: Sequence[OrderBy]) -> str:
     for term in terms:
         if isinstance(term.expr, Literal):
             continue  # a constant does not change the order
+        rules.check_complexity(term.expr)
         sql = _visit(term.expr)
         value = _two_valued(sql) if sql.condition else sql
         parts.append(f"{_inline(value)} {'DESC' if term.descending else 'ASC'}")
@@ -258,11 +260,17 @@ def _compare_null(op: BinaryOp, left: _Frag, right: _Frag) -> _Frag:
 
 
 def _in(node: In) -> _Frag:
-    operand = _comparable(_visit(node.operand))
+    operand = _visit(node.operand)
     values = [_visit(value) for value in node.values]
     rules.in_type(operand.type, [value.type for value in values])
-    present = [_comparable(value) for value in values if not value.is_null]
-    tests: list[_Frag] = []
+    if operand.is_null or any(value.literal is None for value in values):
+        # Not a plain list of constants: "in" means "eq" to any of them, null rules and all.
+        tests = [_compare(BinaryOp.EQ, operand, value) for value in values]
+        template = "(" + " OR ".join(f"{{{i}}}" for i in range(len(tests))) + ")"
+        return _cond(template, *tests)
+    operand = _comparable(operand)
+    present = [value for value in values if not value.is_null]
+    tests = []
     if present:
         slots = ", ".join(f"{{{i + 1}}}" for i in range(len(present)))
         tests.append(_cond(f"({{0}} IN ({slots}))", operand, *present))
@@ -300,7 +308,7 @@ def _position(sql: _Frag, name: str, offset: int) -> _Frag:
         if not 0 <= value <= _INT32_MAX - offset:
             raise QueryError(f"the {name} of substring() must be between 0 and {_INT32_MAX - 1}")
         return _Frag("?", EdmType.INT, (value + offset,))
-    return _frag(f"(CASE WHEN {{0}} < 0 THEN 0 ELSE {{0}} END + {offset})", EdmType.INT, sql)
+    return _frag(f"(max(min({{0}}, {_INT32_MAX - 1}), 0) + {offset})", EdmType.INT, sql)
 
 
 def _substring(args: list[_Frag], result: EdmType) -> _Frag:
@@ -322,9 +330,8 @@ def _rounding(template: str) -> Callable[[list[_Frag], EdmType], _Frag]:
 
 _ENDSWITH = "(length({0}) >= length({1}) AND substr({0}, length({0}) - length({1}) + 1) = {1})"
 # SQLCipher builds of SQLite lack floor()/ceil(): compute them from a truncating cast.
-_WHOLE = "CAST({0} AS INTEGER)"
-_FLOOR = f"(CASE WHEN {{0}} < {_WHOLE} THEN {_WHOLE} - 1 ELSE {_WHOLE} END)"
-_CEILING = f"(CASE WHEN {{0}} > {_WHOLE} THEN {_WHOLE} + 1 ELSE {_WHOLE} END)"
+_FLOOR = "(CAST({0} AS INTEGER) - ({0} < CAST({0} AS INTEGER)))"
+_CEILING = "(CAST({0} AS INTEGER) + ({0} > CAST({0} AS INTEGER)))"
 
 _CALLS: dict[str, Callable[[list[_Frag], EdmType], _Frag]] = {
     "contains": _template_call("(instr({0}, {1}) > 0)", condition=True),
@@ -337,7 +344,8 @@ _CALLS: dict[str, Callable[[list[_Frag], EdmType], _Frag]] = {
     "indexof": _template_call("(instr({0}, {1}) - 1)"),
     "substring": _substring,
     "concat": _template_call("({0} || {1})"),
-    "replace": _template_call("replace({0}, {1}, {2})"),
+    # SQLite's replace(x, '', null) is x; OData (and PostgreSQL) say null.
+    "replace": _template_call("replace({0}, {1} || substr({2}, 1, 0), {2})"),
     **{
         part: _template_call(f"CAST(strftime('{pattern}', {{0}}) AS INTEGER)")
         for part, pattern in _STRFTIME.items()

@@ -9,10 +9,14 @@ value) fits anywhere and makes numeric results ``ANY``.
 from __future__ import annotations
 
 from .._exceptions import QueryError
-from .ast import FUNCTIONS, BinaryOp, EdmType, UnaryOp
+from .ast import FUNCTIONS, Binary, BinaryOp, Call, EdmType, Expr, In, Literal, Unary, UnaryOp
 
 __all__ = [
+    "MAX_COMPILED_DEPTH",
+    "MAX_COMPILED_SIZE",
+    "MAX_SQL_NESTING",
     "binary_type",
+    "check_complexity",
     "call_type",
     "comparable",
     "condition_type",
@@ -127,3 +131,100 @@ def _fits(expected: EdmType, actual: EdmType) -> bool:
 def _require_condition(operator: str, type_: EdmType) -> None:
     if type_ not in (EdmType.BOOL, EdmType.ANY, EdmType.NULL):
         raise QueryError(f"'{operator}' needs conditions (true or false), not {describe(type_)}")
+
+
+#: The deepest tree the compilers accept (the parser's own default limit is far lower; this
+#: bounds trees built in Python, whose depth nothing else limits).
+MAX_COMPILED_DEPTH = 200
+#: The largest SQL the compilers will write, counted in tree nodes after the repetitions that
+#: ``in`` lists and ``endswith`` need.
+MAX_COMPILED_SIZE = 50_000
+
+
+#: How deeply the SQL may nest, in rough units of SQLite parser stack (whose fixed depth of
+#: 100 entries is the tightest limit among the engines: past it SQLite fails with "parser
+#: stack overflow"). The weights below were measured on both SQLite compilers.
+MAX_SQL_NESTING = 56
+
+
+def check_complexity(expr: Expr) -> None:
+    """Refuse trees too deep to compile safely or whose SQL would be too large or too nested.
+
+    The walk stops as soon as a limit is passed, so even a tree built in Python that shares
+    subtrees (``t = t + t`` a hundred times) is refused quickly.
+
+    Raises:
+        QueryError: naming the limit that was exceeded.
+    """
+    size = 0
+    stack: list[tuple[Expr, int, int, int, BinaryOp | None]] = [(expr, 1, 1, 0, None)]
+    while stack:
+        node, depth, weight, nesting, parent_op = stack.pop()
+        size += weight
+        # An and/or inside the same operator is flattened into one SQL list: no new level.
+        same_chain = isinstance(node, Binary) and node.op.is_logical and node.op is parent_op
+        nesting += 0 if same_chain else _nesting(node)
+        if depth > MAX_COMPILED_DEPTH:
+            raise QueryError(f"the filter is nested too deeply (more than {MAX_COMPILED_DEPTH})")
+        if nesting > MAX_SQL_NESTING:
+            raise QueryError("the filter nests functions too deeply for the database; simplify it")
+        if size > MAX_COMPILED_SIZE:
+            raise QueryError("the filter is too complex to run; simplify it")
+        op = node.op if isinstance(node, Binary) else None
+        for child, times in _children(node):
+            stack.append((child, depth + 1, weight * times, nesting, op))
+
+
+def _nesting(node: Expr) -> int:
+    if isinstance(node, Call):
+        return _CALL_NESTING.get(node.name, 2)
+    if isinstance(node, Binary):
+        if node.op is BinaryOp.MOD:
+            return 5
+        return 3 if node.op.is_comparison or node.op.is_logical else 2
+    if isinstance(node, In):
+        return 5
+    if isinstance(node, Unary):
+        return 2
+    return 0
+
+
+_CALL_NESTING = {
+    "substring": 10,
+    "replace": 7,
+    "floor": 6,
+    "ceiling": 6,
+    "endswith": 8,
+    **dict.fromkeys(("year", "month", "day", "hour", "minute", "second", "time"), 3),
+}
+
+
+#: (function, argument index) → how many times SQLite's SQL names that argument.
+_CALL_REPEATS = {
+    ("endswith", 0): 3,
+    ("endswith", 1): 3,
+    ("floor", 0): 3,
+    ("ceiling", 0): 3,
+    ("replace", 2): 2,
+}
+
+
+def _children(node: Expr) -> list[tuple[Expr, int]]:
+    """Each child with how many times the compiled SQL names it.
+
+    Some SQLite spellings name an argument more than once (``endswith``, ``floor``,
+    ``ceiling``, ``replace``, a fractional ``mod``); an ``in`` list of expressions (not
+    constants) names its operand once per value.
+    """
+    if isinstance(node, Unary):
+        return [(node.operand, 1)]
+    if isinstance(node, Binary):
+        times = 2 if node.op is BinaryOp.MOD else 1
+        return [(node.left, times), (node.right, times)]
+    if isinstance(node, Call):
+        return [(arg, _CALL_REPEATS.get((node.name, i), 1)) for i, arg in enumerate(node.args)]
+    if isinstance(node, In):
+        constants = all(isinstance(value, Literal) for value in node.values)
+        operand_times = 1 if constants else len(node.values)
+        return [(node.operand, operand_times), *((value, 1) for value in node.values)]
+    return []

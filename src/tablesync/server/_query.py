@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, False_, True_
 
 from .._exceptions import UnknownColumnError, UnsupportedQueryError
 from ..odata import _typing as rules
@@ -70,6 +70,7 @@ def compile_filter(expr: Expr, table: sa.Table) -> ColumnElement[bool]:
         QueryError: when the operands have the wrong types (``title gt 5``).
         UnsupportedQueryError: for what the server cannot evaluate (comparing JSON columns).
     """
+    rules.check_complexity(expr)
     compiler = _Compiler(table)
     result = compiler.visit(expr)
     rules.condition_type(result.type)
@@ -88,6 +89,7 @@ def compile_order_by(terms: Sequence[OrderBy], table: sa.Table) -> list[ColumnEl
     for term in terms:
         if isinstance(term.expr, Literal):
             continue  # a constant does not change the order
+        rules.check_complexity(term.expr)
         clauses.append(compiler.ordering(term))
     return clauses
 
@@ -159,6 +161,8 @@ class _Compiler:
         if node.op is UnaryOp.NOT:
             return boolean(sa.not_(self.two_valued(operand)), never_null=True)
         _reject_json(operand, "be negated")
+        if operand.is_null:
+            return _null(result)
         zero = Sql(sa.literal(0, sa.BigInteger()), EdmType.INT)
         return Sql(_arith("-", zero, operand, integer=False), result)
 
@@ -171,6 +175,8 @@ class _Compiler:
             return self.compare(node.op, left, right)
         for side in (left, right):
             _reject_json(side, "take part in arithmetic")
+        if left.is_null or right.is_null:
+            return _null(result)
         integer = left.type is EdmType.INT and right.type is EdmType.INT
         symbol = _ARITH_SYMBOLS[node.op]
         return Sql(_arith(symbol, left, right, integer=integer), result)
@@ -204,8 +210,8 @@ class _Compiler:
             return boolean(sa.false(), never_null=True)  # ordering against null is false
         if other.is_null:
             return boolean(sa.true() if op is BinaryOp.EQ else sa.false(), never_null=True)
-        value = self.two_valued(other) if other.condition else other.element
-        is_null = value.is_(None)
+        value = self.value(other)
+        is_null: ColumnElement[bool] = value.is_(None)
         if other.is_json:
             # A JSON column holds SQL NULL, or the JSON text null when None was stored.
             is_null = sa.or_(is_null, sa.cast(value, sa.Text()) == "null")
@@ -214,28 +220,40 @@ class _Compiler:
 
     def operand(self, sql: Sql, other: Sql) -> ColumnElement[Any]:
         """``sql`` ready to compare with ``other``: literals bound to ``other``'s type."""
-        if sql.condition:
-            return self.two_valued(sql)
         if sql.literal is not None and other.literal is None:
             return bind_as(sql.literal, other.type, other.column)
-        return sql.element
+        if sql.literal is not None and sql.literal.kind is LiteralKind.STRING:
+            # Two literals: the text one is read as the other's type ('2001-02-03' vs a date).
+            return bind_as(sql.literal, other.type, None)
+        return self.value(sql)
+
+    def value(self, sql: Sql) -> ColumnElement[Any]:
+        """``sql`` as a value: a condition becomes a true/false value, never NULL."""
+        if not sql.condition:
+            return sql.element
+        element = self.two_valued(sql)
+        if isinstance(element, True_ | False_):
+            # SQLAlchemy refuses constants on either side of <, >...: bind them instead.
+            return sa.literal(isinstance(element, True_), sa.Boolean())
+        return element
 
     def visit_in(self, node: In) -> Sql:
         operand = self.visit(node.operand)
         values = [self.visit(value) for value in node.values]
         rules.in_type(operand.type, [value.type for value in values])
+        if operand.is_null or any(value.literal is None for value in values):
+            # Not a plain list of constants: "in" means "eq" to any of them, null rules and all.
+            tests = [self.compare(BinaryOp.EQ, operand, value).element for value in values]
+            return boolean(sa.or_(*tests))
         _reject_json(operand, "be compared")
         present = [value for value in values if not value.is_null]
-        for value in present:
-            _reject_json(value, "be compared")
-            _check_mixed(operand, value)
-        lhs = self.two_valued(operand) if operand.condition else operand.element
-        tests: list[ColumnElement[bool]] = []
+        lhs = self.value(operand)
+        checks: list[ColumnElement[bool]] = []
         if present:
-            tests.append(lhs.in_([self.operand(value, operand) for value in present]))
+            checks.append(lhs.in_([self.operand(value, operand) for value in present]))
         if len(present) < len(values):
-            tests.append(lhs.is_(None))
-        return boolean(sa.or_(*tests) if len(tests) > 1 else tests[0])
+            checks.append(lhs.is_(None))
+        return boolean(sa.or_(*checks) if len(checks) > 1 else checks[0])
 
     # -- functions ---------------------------------------------------------------------------
 
@@ -244,6 +262,8 @@ class _Compiler:
         for arg in args:
             _reject_json(arg, f"be passed to {node.name}()")
         result = rules.call_type(node.name, [arg.type for arg in args])
+        if any(arg.is_null for arg in args):
+            return _null(result)  # every canonical function of null is null
         return compile_call(node, args, result)
 
     # -- ordering ----------------------------------------------------------------------------
@@ -251,11 +271,16 @@ class _Compiler:
     def ordering(self, term: OrderBy) -> ColumnElement[Any]:
         sql = self.visit(term.expr)
         _reject_json(sql, "be used in $orderby")
-        value = self.two_valued(sql) if sql.condition else sql.element
+        value = self.value(sql)
         if sql.column is not None and not sql.column.nullable:
             # Plain ASC/DESC keeps an index on the column usable (updatedAt, id).
             return sql.column.desc() if term.descending else sql.column.asc()
         return fn.ordering(value, descending=term.descending)
+
+
+def _null(type_: EdmType) -> Sql:
+    """A null of a known type: treated like the literal ``null`` from here on."""
+    return Sql(sa.null(), type_, literal=Literal(None, LiteralKind.NULL))
 
 
 def _reject_json(sql: Sql, action: str) -> None:

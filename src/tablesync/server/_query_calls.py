@@ -80,8 +80,8 @@ def _position(sql: Sql, name: str, offset: int) -> ColumnElement[Any]:
         if not 0 <= value <= _INT32_MAX - offset:
             raise QueryError(f"the {name} of substring() must be between 0 and {_INT32_MAX - 1}")
         return sa.literal(value + offset, sa.Integer())
-    clamped = sa.case((sql.element < 0, 0), else_=sql.element)
-    return sa.cast(clamped + offset, sa.Integer())
+    clamped = fn.clamp(sql.element)
+    return clamped + offset if offset else clamped
 
 
 def _substring(args: list[Sql], result: EdmType) -> Sql:
@@ -100,7 +100,7 @@ def _concat(args: list[Sql], result: EdmType) -> Sql:
 
 def _replace(args: list[Sql], result: EdmType) -> Sql:
     text, find, replacement = (_text(arg) for arg in args)
-    return Sql(sa.func.replace(text, find, replacement, type_=_TEXT), EdmType.STRING)
+    return Sql(fn.replace(text, find, replacement), EdmType.STRING)
 
 
 def _is_utc_timestamp(sql: Sql) -> bool:

@@ -18,6 +18,8 @@ __all__ = [
     "arith",
     "ceiling",
     "char_length",
+    "clamp",
+    "replace",
     "date_part",
     "floor",
     "ordering",
@@ -122,7 +124,8 @@ def _arith_sqlite(element: arith, compiler: SQLCompiler, **kw: Any) -> str:
     if element.symbol == "/":
         return f"({left} * 1.0 / {divisor})"
     # SQLite's % turns fractions into integers first (7.5 % 2 = 1), so spell out
-    # a - b * trunc(a / b); CAST(... AS INTEGER) truncates toward zero.
+    # a - b * trunc(a / b); CAST(... AS INTEGER) truncates toward zero. (Naming the operands
+    # twice doubles the SQL at each nesting: odata._typing.check_complexity bounds that.)
     return f"({left} - {divisor} * CAST({left} * 1.0 / {divisor} AS INTEGER))"
 
 
@@ -173,15 +176,13 @@ def _floor_sqlite(element: floor, compiler: SQLCompiler, **kw: Any) -> str:
     # SQLite's floor() exists only when built with math functions (SQLCipher builds lack
     # it), so compute it from a truncating cast.
     value = element.sql_args(compiler, **kw)[0]
-    whole = f"CAST({value} AS INTEGER)"
-    return f"(CASE WHEN {value} < {whole} THEN {whole} - 1 ELSE {whole} END)"
+    return f"(CAST({value} AS INTEGER) - ({value} < CAST({value} AS INTEGER)))"
 
 
 @compiles(ceiling)
 def _ceiling_sqlite(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
     value = element.sql_args(compiler, **kw)[0]
-    whole = f"CAST({value} AS INTEGER)"
-    return f"(CASE WHEN {value} > {whole} THEN {whole} + 1 ELSE {whole} END)"
+    return f"(CAST({value} AS INTEGER) + ({value} > CAST({value} AS INTEGER)))"
 
 
 @compiles(floor, "postgresql")
@@ -196,6 +197,57 @@ def _floor_native(element: floor, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(ceiling, "mariadb")
 def _ceiling_native(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
     return f"ceiling({element.sql_args(compiler, **kw)[0]})"
+
+
+class clamp(_Function):
+    """``value`` limited to ``[0, 2**31 - 2]``, null staying null; for substring() positions.
+
+    Each engine has a null-preserving two-argument max/min that names the value once.
+    """
+
+    type = sa.Integer()
+    name = "clamp"
+    inherit_cache = True
+
+
+@compiles(clamp)
+def _clamp_sqlite(element: clamp, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"max(min({element.sql_args(compiler, **kw)[0]}, 2147483646), 0)"
+
+
+@compiles(clamp, "postgresql")
+def _clamp_postgresql(element: clamp, compiler: SQLCompiler, **kw: Any) -> str:
+    value = f"CAST({element.sql_args(compiler, **kw)[0]} AS NUMERIC)"
+    # GREATEST/LEAST ignore nulls; the numeric_larger/smaller functions behind them do not.
+    return f"CAST(numeric_larger(numeric_smaller({value}, 2147483646), 0) AS INTEGER)"
+
+
+@compiles(clamp, "mysql")
+@compiles(clamp, "mariadb")
+def _clamp_mysql(element: clamp, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"GREATEST(LEAST({element.sql_args(compiler, **kw)[0]}, 2147483646), 0)"
+
+
+class replace(_Function):
+    """``replace(text, find, replacement)``, null if any argument is null."""
+
+    type = sa.String()
+    name = "replace"
+    inherit_cache = True
+
+
+@compiles(replace)
+def _replace_sqlite(element: replace, compiler: SQLCompiler, **kw: Any) -> str:
+    text, find, replacement = element.sql_args(compiler, **kw)
+    # SQLite's replace(x, '', null) is x: append '' (or null) to the pattern to propagate it.
+    return f"replace({text}, {find} || substr({replacement}, 1, 0), {replacement})"
+
+
+@compiles(replace, "postgresql")
+@compiles(replace, "mysql")
+@compiles(replace, "mariadb")
+def _replace_native(element: replace, compiler: SQLCompiler, **kw: Any) -> str:
+    return "replace({}, {}, {})".format(*element.sql_args(compiler, **kw))
 
 
 class round_half_away(_Function):
