@@ -7,6 +7,7 @@ wrong expectation. Where the two servers differ by design the assertion says so.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,3 +356,19 @@ def test_filtered_incremental_pull(
         pulls = [unquote(t) for m, t in server.requests if m == "GET"]
         assert "complete eq false" in pulls[0]
         assert "datetimeoffset'" in pulls[0]
+
+
+def test_offline_insert_without_id_gets_a_client_uuid_the_server_keeps(
+    server: Peer, server_http: httpx.Client, device: Callable[..., list[Any]]
+) -> None:
+    out = device(
+        server.url,
+        {"op": "insert", "item": {"text": "no id", "complete": False, "n": 1}},
+        {"op": "push"},
+        {"op": "read"},
+    )
+    generated = out[0]["id"]
+    assert uuid.UUID(generated).version == 4
+    assert out[1] == {"conflicts": [], "unhandled": 0}
+    assert [row["id"] for row in out[2]] == [generated]
+    assert server_http.get(f"/tables/todoitem/{generated}").json()["text"] == "no id"
