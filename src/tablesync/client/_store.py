@@ -202,3 +202,7 @@ class BulkLocalStore(LocalStore, Protocol):
     ) -> list[Operation]:
         """Append operations ``(item_id, kind, item)`` in order, as :meth:`add_operation` does."""
         ...
+
+    def operations_for_items(self, table: str, item_ids: Iterable[str]) -> dict[str, Operation]:
+        """The queued operations of the given items, keyed by item id (one query per chunk)."""
+        ...
