@@ -9,7 +9,8 @@ TableSyncError
 │   └── AuthenticationError      401
 ├── QueryError                   a query the library cannot use
 │   ├── ODataSyntaxError         malformed $filter / $orderby / $select (with .position)
-│   └── UnsupportedQueryError    well-formed but not allowed here
+│   ├── UnsupportedQueryError    well-formed but not allowed here
+│   └── UnknownColumnError       names a property the table does not have
 ├── StoreError                   the local store failed or refused a write
 │   └── QueueError               the operation queue refused a change (collapse rules)
 ├── PushFailedError              a push finished with operations left unresolved

@@ -30,13 +30,13 @@ from .ast import Unary as Unary
 from .ast import UnaryOp as UnaryOp
 
 __all__ = [
-    "FUNCTIONS",
     "Binary",
     "BinaryOp",
     "Call",
     "EdmType",
     "Expr",
     "F",
+    "FUNCTIONS",
     "In",
     "Literal",
     "LiteralKind",

@@ -22,7 +22,7 @@ _RESERVED = frozenset({"__includedeleted", API_VERSION_HEADER.lower()})
 _IGNORED_OPTIONS = frozenset({"$format"})
 
 FilterInput = Expr | Term | str | None
-OrderByInput = str | OrderBy | Iterable[OrderBy | str] | None
+OrderByInput = str | OrderBy | Term | Iterable[OrderBy | Term | str] | None
 SelectInput = str | Iterable[str] | None
 ParametersInput = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -223,23 +223,27 @@ def _normalise_order_by(value: OrderByInput) -> tuple[OrderBy, ...]:
         return ()
     if isinstance(value, str):
         return parse_orderby(value)
-    if isinstance(value, OrderBy):
-        return (value,)
+    if isinstance(value, OrderBy | Term):
+        return _order_by_item(value)
+    if not isinstance(value, Iterable):
+        raise QueryError(f"order_by must be text, terms or a list, not {type(value).__name__}")
     terms: list[OrderBy] = []
     for item in value:
         terms.extend(_order_by_item(item))
     return tuple(terms)
 
 
-def _order_by_item(item: OrderBy | str) -> tuple[OrderBy, ...]:
+def _order_by_item(item: OrderBy | Term | str) -> tuple[OrderBy, ...]:
     if isinstance(item, OrderBy):
         return (item,)
+    if isinstance(item, Term):
+        return (item.asc(),)
     if isinstance(item, str):
         # "-year" is the friendly spelling of "year desc".
         if item.startswith("-"):
             return (OrderBy(Member(item[1:].strip()), descending=True),)
         return parse_orderby(item)
-    raise QueryError(f"an order_by term must be a string or OrderBy, not {type(item).__name__}")
+    raise QueryError(f"an order_by term must be text or an OrderBy, not {type(item).__name__}")
 
 
 def _normalise_count(name: str, value: int | None) -> int | None:
@@ -255,6 +259,8 @@ def _normalise_select(value: SelectInput) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return parse_select(value)
+    if not isinstance(value, Iterable):
+        raise QueryError(f"select must be text or a list of names, not {type(value).__name__}")
     names = list(value)
     for name in names:
         if not isinstance(name, str):
@@ -271,6 +277,8 @@ def _normalise_flag(name: str, value: bool) -> bool:
 def _normalise_parameters(value: ParametersInput) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
+    if not isinstance(value, Mapping | Iterable) or isinstance(value, str):
+        raise QueryError(f"parameters must be a mapping or (name, value) pairs, not {value!r}")
     pairs = list(value.items()) if isinstance(value, Mapping) else list(value)
     result: list[tuple[str, str]] = []
     for pair in pairs:

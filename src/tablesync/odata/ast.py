@@ -25,14 +25,12 @@ from typing import Any, TypeAlias
 from .._exceptions import QueryError
 
 __all__ = [
-    "FUNCTIONS",
-    "balanced",
-    "chain_operands",
     "Binary",
     "BinaryOp",
     "Call",
     "EdmType",
     "Expr",
+    "FUNCTIONS",
     "FunctionSpec",
     "In",
     "Literal",
@@ -41,6 +39,8 @@ __all__ = [
     "OrderBy",
     "Unary",
     "UnaryOp",
+    "balanced",
+    "chain_operands",
 ]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
