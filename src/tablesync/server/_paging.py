@@ -1,7 +1,15 @@
-"""Query options of ``GET /tables/{table}`` and the next-page link (protocol.md §4.1, §4.3)."""
+"""Query options of ``GET /tables/{table}`` and the next-page link (protocol.md §4.1, §4.3).
+
+A query ordered by ``updatedAt`` (the pull pattern) pages by keyset: its next link carries
+``$skiptoken``, the opaque (updatedAt, id) of the page's last row, instead of ``$skip``, so a
+page is one index range scan on ``(updatedAt, id)`` at any depth (no OFFSET). ``$skip`` keeps
+working for clients that send it (the official clients page incremental pulls with it).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
@@ -9,11 +17,25 @@ from urllib.parse import parse_qsl, quote
 from starlette.requests import Request
 
 from ..odata import parse_filter, parse_orderby, parse_select
-from ..odata.ast import Expr, OrderBy
+from ..odata.ast import Expr, Member, OrderBy
+from ..protocol import is_valid_id
 from ._errors import BadRequest
 
 MAX_SKIP = 2**31 - 1
-_OPTIONS = ("$filter", "$orderby", "$skip", "$top", "$select", "$count", "$inlinecount")
+SKIPTOKEN = "$skiptoken"
+_OPTIONS = (
+    "$filter",
+    "$orderby",
+    "$skip",
+    "$top",
+    "$select",
+    "$count",
+    "$inlinecount",
+    SKIPTOKEN,
+)
+_TOKEN_VERSION = "k1"
+_MAX_TOKEN_CHARS = 1024
+_MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 # In a query string "+" means a space, so a raw "+" in a datetime offset arrives as " hh:mm";
 # a space can never stand there, so it is restored (protocol.md §10: never a space).
 _LOST_PLUS = re.compile(r"(datetime(?:offset)?'[^']*?\d) (\d{2}:?\d{2}')", re.IGNORECASE)
@@ -32,6 +54,7 @@ class QueryOptions:
         select: the ``$select`` fields (empty: all).
         count: whether the filtered total is wanted (``$count=true`` / ``$inlinecount=allpages``).
         params: every query parameter as received (decoded once), for building links.
+        after: the keyset position from ``$skiptoken``: rows after it, or ``None``.
     """
 
     filter: Expr | None
@@ -41,6 +64,59 @@ class QueryOptions:
     select: tuple[str, ...]
     count: bool
     params: tuple[tuple[str, str], ...]
+    after: Keyset | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """A position in ``(updatedAt, id)`` order: the last row of the previous page.
+
+    Attributes:
+        updated_ms: that row's ``updatedAt`` in Unix milliseconds.
+        item_id: that row's id.
+    """
+
+    updated_ms: int
+    item_id: str
+
+    def token(self) -> str:
+        """The opaque ``$skiptoken`` value (URL-safe base64, versioned)."""
+        raw = f"{_TOKEN_VERSION}|{self.updated_ms}|{self.item_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def parse_skiptoken(text: str) -> Keyset:
+    """Decode and validate a ``$skiptoken`` made by ``Keyset.token`` (400 otherwise)."""
+    invalid = BadRequest(
+        "$skiptoken is not valid: send it exactly as it came in the previous page's next link"
+    )
+    if not text or len(text) > _MAX_TOKEN_CHARS or not text.isascii():
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise invalid from exc
+    version, _, rest = raw.partition("|")
+    millis, _, item_id = rest.partition("|")
+    if version != _TOKEN_VERSION or not millis.isdigit() or not millis.isascii():
+        raise invalid
+    if int(millis) > _MAX_MS or not is_valid_id(item_id):
+        raise invalid
+    return Keyset(int(millis), item_id)
+
+
+def keyset_order(order_by: tuple[OrderBy, ...]) -> tuple[bool, bool] | None:
+    """``(updatedAt descending, id descending)`` when the order allows keyset paging.
+
+    That is ``updatedAt [asc|desc]``, optionally followed by ``id [asc|desc]`` (``id asc`` is
+    the tie-break the server adds); any other order pages with ``$skip``.
+    """
+    names = [term.expr.name.lower() if isinstance(term.expr, Member) else "" for term in order_by]
+    if names == ["updatedat"]:
+        return order_by[0].descending, False
+    if names == ["updatedat", "id"]:
+        return order_by[0].descending, order_by[1].descending
+    return None
 
 
 def parse_options(request: Request, *, max_top: int) -> QueryOptions:
@@ -52,14 +128,19 @@ def parse_options(request: Request, *, max_top: int) -> QueryOptions:
             if key in options:
                 raise BadRequest(f"The query option {key} is given more than once")
             options[key] = value
+    order_by = _order_by(options.get("$orderby"))
+    token = options.get(SKIPTOKEN)
+    if token is not None and keyset_order(order_by) is None:
+        raise BadRequest("$skiptoken needs the $orderby=updatedAt it was issued for")
     return QueryOptions(
         filter=_filter(options.get("$filter")),
-        order_by=_order_by(options.get("$orderby")),
+        order_by=order_by,
         skip=_count_option("$skip", options.get("$skip"), MAX_SKIP) or 0,
         top=_count_option("$top", options.get("$top"), max_top),
         select=_select(options.get("$select")),
         count=_wants_count(options),
         params=params,
+        after=None if token is None else parse_skiptoken(token.strip()),
     )
 
 
@@ -119,11 +200,23 @@ def next_page(options: QueryOptions, returned: int, more: bool) -> tuple[int, in
 
 
 def link_url(
-    request: Request, options: QueryOptions, skip: int, top: int | None, *, path_only: bool
+    request: Request,
+    options: QueryOptions,
+    skip: int,
+    top: int | None,
+    *,
+    path_only: bool,
+    after: Keyset | None = None,
 ) -> str:
-    """The original query with ``$skip``/``$top`` replaced: absolute, or the path only."""
-    params = [(k, v) for k, v in options.params if k not in ("$skip", "$top")]
-    params.append(("$skip", str(skip)))
+    """The original query with ``$skip``/``$top`` replaced: absolute, or the path only.
+
+    With ``after`` the link continues by keyset: ``$skiptoken`` replaces ``$skip``.
+    """
+    params = [(k, v) for k, v in options.params if k not in ("$skip", "$top", SKIPTOKEN)]
+    if after is None:
+        params.append(("$skip", str(skip)))
+    else:
+        params.append((SKIPTOKEN, after.token()))
     if top is not None:
         params.append(("$top", str(top)))
     query = "&".join(f"{quote(k, safe='$')}={quote(v, safe=_LINK_SAFE)}" for k, v in params)

@@ -9,11 +9,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
 from ..odata.ast import Member, OrderBy
-from ..protocol import ApiVersion, dumps
+from ..protocol import ApiVersion, dumps, to_millis
 from . import _repository as repo
 from ._errors import BadRequest, NotFound
-from ._items import render
-from ._paging import QueryOptions, link_url, next_page
+from ._items import render, stamp_datetime
+from ._paging import Keyset, QueryOptions, keyset_order, link_url, next_page
 from ._query import compile_filter, compile_order_by
 from ._replies import Reply
 from ._schema import SYSTEM_COLUMNS, TableState
@@ -39,22 +39,42 @@ def run_query(
     select = _resolve_select(state, options.select)
     where = _where(state, options, include_deleted)
     order_by = _order_by(state, options.order_by)
+    keyset = keyset_order(options.order_by)
+    page_where = where if options.after is None else [*where, _after(state, options.after, keyset)]
     page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
     take = page_size if options.top is None else min(options.top, page_size)
     with service.schema.engine.connect() as conn:
         view = service.view(request, state)
         rows = repo.query_rows(
-            conn, state, view, where, order_by, skip=options.skip, limit=take + 1
+            conn, state, view, page_where, order_by, skip=options.skip, limit=take + 1
         )
+        # The count ignores paging, the keyset position included (protocol.md §4.4).
         count = repo.count_rows(conn, state, view, where) if options.count else None
     more = len(rows) > take
     rows = rows[:take]
     following = next_page(options, len(rows), more)
-    link = (
-        None if following is None else link_url(request, options, *following, path_only=path_only)
-    )
+    link = None
+    if following is not None:
+        after = _last_position(rows[-1]) if keyset is not None and rows else None
+        link = link_url(request, options, *following, path_only=path_only, after=after)
     items = [render(state, row, version, select) for row in rows]
     return _page_reply(items, count, link, version, options)
+
+
+def _after(
+    state: TableState, after: Keyset, directions: tuple[bool, bool] | None
+) -> ColumnElement[bool]:
+    """Rows after ``after`` in the (updatedAt, id) order: one range on the sync index."""
+    assert directions is not None  # parse_options refuses a $skiptoken with another order
+    updated_desc, id_desc = directions
+    table, stamp = state.table, stamp_datetime(after.updated_ms)
+    past_stamp = table.c.updatedAt < stamp if updated_desc else table.c.updatedAt > stamp
+    past_id = table.c.id < after.item_id if id_desc else table.c.id > after.item_id
+    return sa.or_(past_stamp, sa.and_(table.c.updatedAt == stamp, past_id))
+
+
+def _last_position(row: Any) -> Keyset:
+    return Keyset(to_millis(row["updatedAt"]), str(row["id"]))
 
 
 def _page_reply(
