@@ -69,8 +69,7 @@ class SyncContext:
     """Local writes with the queue rules, and the store-side steps of push/pull/purge.
 
     ```python
-    from tablesync.client._context import SyncContext
-    from tablesync.client._sqlite_store import SQLiteStore
+    from tablesync.client import SQLiteStore, SyncContext
 
     context = SyncContext(SQLiteStore(":memory:"))
     item = context.insert("todoitem", {"text": "milk"})  # row + queued INSERT, one transaction

@@ -215,3 +215,17 @@ def test_a_transaction_blocks_other_threads_until_it_ends(store: SQLiteStore) ->
         store.upsert_items("t", [{"id": "b"}])
     thread.join(5)
     assert seen == [2]
+
+
+def test_a_write_locked_by_another_connection_fails_clearly_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared.db"
+    with SQLiteStore(path) as holder, SQLiteStore(path, timeout=0.2) as waiter:
+        with holder.atomic():
+            holder.upsert_items("t", [{"id": "a"}])
+            with pytest.raises(StoreError, match="locked"):
+                SyncContext(waiter).insert("t", {"id": "b"})
+        # Once the lock is released, the waiter's store works normally.
+        SyncContext(waiter).insert("t", {"id": "b"})
+        assert sorted(ids(waiter)) == ["a", "b"]
