@@ -32,7 +32,16 @@ Behaviour where the official servers differ (protocol.md §3, §13), and what ta
   offline for longer than the retention never learns about those deletions.
 """
 
+from ._access import Access as Access
 from ._app import create_app as create_app
+from ._auth import AnyAuth as AnyAuth
+from ._auth import ApiKeyAuth as ApiKeyAuth
+from ._auth import Authenticator as Authenticator
+from ._auth import Forbidden as Forbidden
+from ._auth import JWTAuth as JWTAuth
+from ._auth import Principal as Principal
+from ._auth import Unauthorized as Unauthorized
+from ._auth import principal_of as principal_of
 from ._config import COLUMN_TYPES as COLUMN_TYPES
 from ._config import ServerConfig as ServerConfig
 from ._config import Table as Table
@@ -42,12 +51,21 @@ from ._purge import purge_tombstones as purge_tombstones
 from ._types import UtcDateTime as UtcDateTime
 
 __all__ = [
+    "Access",
+    "AnyAuth",
+    "ApiKeyAuth",
+    "Authenticator",
     "COLUMN_TYPES",
+    "Forbidden",
+    "JWTAuth",
+    "Principal",
     "ServerConfig",
     "Table",
+    "Unauthorized",
     "UtcDateTime",
     "WriteEvent",
     "create_app",
     "load_config",
+    "principal_of",
     "purge_tombstones",
 ]

@@ -19,6 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._exceptions import ODataSyntaxError, QueryError, ServerConfigError
+from ._access import Access
+from ._auth import Authenticator
 from ._config import ServerConfig, Table, resolve_tables
 from ._endpoints import Endpoints
 from ._engine import make_engine
@@ -40,6 +42,8 @@ def create_app(
     max_body_bytes: int | None = None,
     cors_origins: Sequence[str] = (),
     idempotency_ttl: dt.timedelta = dt.timedelta(hours=24),
+    auth: Authenticator | None = None,
+    statement_timeout: dt.timedelta | None = None,
     config: ServerConfig | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``/tables/{table}`` for protocol v2 and v3 clients.
@@ -66,6 +70,10 @@ def create_app(
         max_body_bytes: the largest request body (after gzip decoding); default 1 MiB.
         cors_origins: origins allowed to call the API from a browser.
         idempotency_ttl: how long ``Idempotency-Key`` responses are remembered.
+        auth: who the caller is: ``JWTAuth``, ``ApiKeyAuth``, ``AnyAuth`` or your own
+            ``Authenticator``. With it, tables without ``access`` need an authenticated caller;
+            without it, every caller is anonymous (docs/security.md).
+        statement_timeout: on PostgreSQL, cancel any statement running longer (503).
         config: settings from ``load_config``; explicit arguments take precedence.
 
     Raises:
@@ -73,6 +81,13 @@ def create_app(
     """
     config = config or ServerConfig()
     dynamic = _first(dynamic_schema, config.dynamic_schema, False)
+    auth = auth if auth is not None else config.auth
+    _check_access([*config.tables, *tables], auth)
+    timeout_ms = _first(
+        None if statement_timeout is None else int(statement_timeout.total_seconds() * 1000),
+        config.statement_timeout_ms,
+        0,
+    )
     service = _build_service(
         database if database is not None else config.database or DEFAULT_DATABASE,
         [*config.tables, *tables],
@@ -81,7 +96,10 @@ def create_app(
             strict_clock=strict_clock,
             max_body_bytes=_first(max_body_bytes, config.max_body_bytes, 1 << 20),
             idempotency_ttl_ms=int(idempotency_ttl.total_seconds() * 1000),
+            auth=auth,
+            default_access=Access() if auth is not None else Access.public(),
         ),
+        statement_timeout_ms=timeout_ms,
     )
     owns_engine = not isinstance(database, Engine)
     return _starlette(service, [*config.cors_origins, *cors_origins], owns_engine=owns_engine)
@@ -91,12 +109,32 @@ def _first(*values: Any) -> Any:
     return next(value for value in values if value is not None)
 
 
+def _check_access(tables: Sequence[Table], auth: Authenticator | None) -> None:
+    if auth is not None and not isinstance(auth, Authenticator):
+        raise ServerConfigError("auth must have an authenticate(request) method")
+    for table in tables:
+        access = getattr(table, "access", None)
+        if auth is None and access is not None and access.needs_authentication:
+            raise ServerConfigError(
+                f"table {table.name!r} needs authenticated callers but create_app has no auth"
+            )
+
+
 def _build_service(
-    database: str | Engine, tables: Sequence[Table], *, dynamic: bool, settings: Settings
+    database: str | Engine,
+    tables: Sequence[Table],
+    *,
+    dynamic: bool,
+    settings: Settings,
+    statement_timeout_ms: int = 0,
 ) -> TableService:
     if settings.max_body_bytes < 1:
         raise ServerConfigError("max_body_bytes must be positive")
+    if statement_timeout_ms < 0:
+        raise ServerConfigError("statement_timeout must not be negative")
     engine = make_engine(database)
+    if statement_timeout_ms and engine.dialect.name == "postgresql":
+        _set_statement_timeout(engine, statement_timeout_ms)
     schema = Schema(engine, resolve_tables(tables), dynamic=dynamic)
     try:
         schema.setup()
@@ -107,6 +145,22 @@ def _build_service(
         engine.dispose()
         raise
     return TableService(schema, settings)
+
+
+def _set_statement_timeout(engine: Engine, timeout_ms: int) -> None:
+    """Every new PostgreSQL connection cancels statements running past ``timeout_ms``.
+
+    A hostile or merely unlucky query (a filter no index serves) then frees its connection
+    and worker thread instead of holding them; the client gets a 503 it may retry.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        cursor.close()
+        # psycopg opens a transaction for SET; commit so the pool hands out a clean one.
+        dbapi_connection.commit()
 
 
 def _starlette(

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._exceptions import ServerConfigError
+from ._access import Access, access_from_mapping
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.sql.elements import ColumnElement
     from starlette.requests import Request
+
+    from ._auth import Authenticator
 
 #: The column types a table may declare, and their JSON shapes on the wire.
 COLUMN_TYPES = ("string", "integer", "number", "boolean", "datetime", "json")
@@ -87,11 +90,15 @@ class Table:
         insert_hook: advanced: ``insert_hook(request, values) -> values``, applied on insert.
         before_commit: advanced: ``hook(request, event)`` run inside the writing transaction,
             after the write, just before the commit. It holds the table's clock lock, so keep
-            it short; raising aborts the write (an ``HTTPError`` gives its status, anything
-            else a 500) and nothing is stored.
+            it short; raising aborts the write and nothing is stored (raise Starlette's
+            ``HTTPException(status_code, detail)`` to answer with that status; anything
+            else gives a 500).
         after_commit: advanced: ``hook(request, event)`` run once the write is committed
             (notifications, cache invalidation). Errors are logged, never sent to the client:
             the write has already happened.
+        access: who may read and write, and the per-user data view (see ``Access``);
+            ``None``: ``Access()`` (authenticated callers) when the app has ``auth``, else
+            everyone.
     """
 
     name: str
@@ -106,6 +113,7 @@ class Table:
     insert_hook: InsertHook | None = None
     before_commit: WriteHook | None = None
     after_commit: WriteHook | None = None
+    access: Access | None = None
 
     def __post_init__(self) -> None:
         if not is_valid_table_name(self.name):
@@ -124,6 +132,19 @@ class Table:
                 f"table {self.name!r}: conflict_policy must be one of {_POLICIES} or a callable"
             )
         object.__setattr__(self, "columns", dict(self.columns))
+        self._check_access()
+
+    def _check_access(self) -> None:
+        if self.access is None:
+            return
+        if not isinstance(self.access, Access):
+            raise ServerConfigError(f"table {self.name!r}: access must be an Access")
+        owner = self.access.owner_column
+        if owner is not None and self.columns.get(owner) != "string":
+            raise ServerConfigError(
+                f"table {self.name!r}: the owner column {owner!r} must be declared as a "
+                "'string' column"
+            )
 
     @property
     def key(self) -> str:
@@ -154,6 +175,8 @@ class ServerConfig:
         dynamic_schema: whether unknown tables and fields create tables and columns.
         max_body_bytes: the largest request body accepted (after decompression).
         cors_origins: origins allowed by CORS (empty: CORS off).
+        auth: the authenticator built from ``[server.auth]``, if any.
+        statement_timeout_ms: the PostgreSQL statement timeout per request, if set.
     """
 
     tables: tuple[Table, ...] = ()
@@ -161,6 +184,8 @@ class ServerConfig:
     dynamic_schema: bool | None = None
     max_body_bytes: int | None = None
     cors_origins: tuple[str, ...] = ()
+    auth: Authenticator | None = None
+    statement_timeout_ms: int | None = None
 
 
 _TABLE_KEYS = frozenset(
@@ -172,9 +197,12 @@ _TABLE_KEYS = frozenset(
         "conflict_policy",
         "skip_version_check",
         "dynamic_schema",
+        "access",
     }
 )
-_SERVER_KEYS = frozenset({"database", "dynamic_schema", "max_body_bytes", "cors_origins"})
+_SERVER_KEYS = frozenset(
+    {"database", "dynamic_schema", "max_body_bytes", "cors_origins", "auth", "statement_timeout_ms"}
+)
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -221,13 +249,27 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "<config>") ->
         dynamic_schema=_typed(server, "dynamic_schema", bool, source),
         max_body_bytes=_typed(server, "max_body_bytes", int, source),
         cors_origins=tuple(_typed(server, "cors_origins", list, source) or ()),
+        auth=_auth(server, source),
+        statement_timeout_ms=_typed(server, "statement_timeout_ms", int, source),
     )
+
+
+def _auth(server: Mapping[str, Any], source: str) -> Authenticator | None:
+    if "auth" not in server:
+        return None
+    from ._auth_config import auth_from_mapping
+
+    return auth_from_mapping(_section(server, "auth", source), f"{source} [server.auth]")
 
 
 def _table_from_mapping(name: str, settings: Mapping[str, Any]) -> Table:
     _reject_unknown(settings, _TABLE_KEYS, f"[tables.{name}]")
+    values = dict(settings)
+    if "access" in values:
+        where = f"[tables.{name}.access]"
+        values["access"] = access_from_mapping(_section(values, "access", where), where)
     try:
-        return Table(name, **dict(settings))
+        return Table(name, **values)
     except TypeError as exc:
         raise ServerConfigError(f"[tables.{name}]: {exc}") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -14,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..protocol import ApiVersion
 from ..protocol.headers import IDEMPOTENCY_HEADER
+from ._access import Operation
+from ._auth import Principal, principal_of
 from ._errors import MethodNotAllowed, error_response
 from ._idempotency import check_key
 from ._paging import parse_options
@@ -56,12 +59,30 @@ class Endpoints:
         skip = state.config.skip_version_check if state is not None else False
         return api_version(request, skip_check=skip)
 
+    async def _authorize(self, request: Request, key: str, operation: Operation) -> None:
+        """Authenticate the caller (kept in ``request.state.principal``) and check access.
+
+        Invalid credentials are a 401 on every table; then the table's rule for
+        ``operation`` gives 401 (anonymous) or 403 (not allowed) before any other work.
+        """
+        auth = self.service.settings.auth
+        principal: Principal | None = None
+        if auth is not None:
+            if getattr(auth, "blocking", False):
+                principal = await anyio.to_thread.run_sync(auth.authenticate, request)
+            else:
+                principal = auth.authenticate(request)
+        request.state.principal = principal
+        self.service.access(self.service.schema.cached(key)).check(operation, principal)
+
     async def collection(self, request: Request) -> Response:
         """``GET`` (query) and ``POST`` (insert) on ``/tables/{table}``."""
         table, _ = path_segments(request)
         key = table.lower()
+        reading = request.method in ("GET", "HEAD")
+        await self._authorize(request, key, "read" if reading else "insert")
         version = self._version(request, key)
-        if request.method in ("GET", "HEAD"):
+        if reading:
             return await self._query(request, key, version)
         write = await self._write_request(request, key, version, None)
         return (await self._run(self.service.insert, write)).to_response()
@@ -81,9 +102,10 @@ class Endpoints:
         """``GET``, ``PATCH``, ``PUT``, ``DELETE`` and v2 ``POST`` (undelete) on one item."""
         table, raw_id = path_segments(request)
         key = table.lower()
+        method = request.method
+        await self._authorize(request, key, _OPERATIONS.get(method, "update"))
         version = self._version(request, key)
         item_id = checked_id(raw_id or "")
-        method = request.method
         if method in ("GET", "HEAD"):
             reply = await self._run(
                 self.service.read, request, key, item_id, version, preconditions(request),
@@ -117,7 +139,9 @@ class Endpoints:
             body=body,
             pre=preconditions(request),
             include_deleted=include_deleted(request),
-            idempotency_key=check_key(request.headers.get(IDEMPOTENCY_HEADER)),
+            idempotency_key=_scoped_key(
+                request, check_key(request.headers.get(IDEMPOTENCY_HEADER))
+            ),
         )
 
     async def health(self, _request: Request) -> Response:
@@ -142,6 +166,28 @@ def _locked(lock: threading.Lock, call: Callable[[], T]) -> T:
     with lock:
         return call()
 
+
+def _scoped_key(request: Request, key: str | None) -> str | None:
+    """The idempotency key in the caller's own namespace.
+
+    Keys are chosen by clients; without scoping, another user replaying a known key would be
+    answered with the first user's stored response (their row).
+    """
+    principal = principal_of(request)
+    if key is None or principal is None:
+        return key
+    scope = f"{principal.scheme}\x00{principal.user_id}\x00{key}".encode()
+    return "u:" + hashlib.sha256(scope).hexdigest()
+
+
+_OPERATIONS: dict[str, Operation] = {
+    "GET": "read",
+    "HEAD": "read",
+    "PATCH": "update",
+    "PUT": "update",
+    "POST": "update",
+    "DELETE": "delete",
+}
 
 _WRONG_VERB = {
     "PUT": "PUT is a protocol v3 verb; v2 clients update with PATCH",

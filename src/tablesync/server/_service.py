@@ -18,6 +18,8 @@ from starlette.requests import Request
 
 from ..protocol import ApiVersion, dumps, loads, new_id
 from . import _repository as repo
+from ._access import Access
+from ._auth import Authenticator, principal_of
 from ._clock import mark_arrival, now_ms
 from ._config import WriteEvent, WriteHook, is_valid_table_name
 from ._errors import BadRequest, NotFound, UnprocessableEntity, logger
@@ -28,6 +30,7 @@ from ._schema import Schema, TableState
 
 Action = Callable[[Connection, TableState], "tuple[Reply, bool]"]
 Operation = Literal["insert", "update", "delete", "undelete"]
+_PUBLIC = Access.public()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +41,15 @@ class Settings:
         strict_clock: stamp with the per-table clock (``False`` only for the comparison).
         max_body_bytes: the largest request body, after decompression.
         idempotency_ttl_ms: how long ``Idempotency-Key`` responses are kept.
+        auth: who the caller is (``None``: every caller is anonymous).
+        default_access: the access of tables configured without one.
     """
 
     strict_clock: bool = True
     max_body_bytes: int = 1 << 20
     idempotency_ttl_ms: int = 24 * 3600 * 1000
+    auth: Authenticator | None = None
+    default_access: Access = _PUBLIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +102,18 @@ class TableService:
             raise NotFound(f"The table {key!r} does not exist")
         return state
 
-    @staticmethod
-    def view(request: Request, state: TableState) -> ColumnElement[bool]:
-        """The caller's view of ``state``'s rows (``true()`` without a view function)."""
+    def access(self, state: TableState | None) -> Access:
+        """The access rules of a table (the app default when it has none)."""
+        if state is None or state.config.access is None:
+            return self.settings.default_access
+        return state.config.access
+
+    def view(self, request: Request, state: TableState) -> ColumnElement[bool]:
+        """The caller's view of ``state``'s rows: its access view AND its view function."""
+        view = self.access(state).view(principal_of(request), state.table)
         if state.config.view is None:
-            return sa.true()
-        return state.config.view(request, state.table)
+            return view
+        return sa.and_(view, state.config.view(request, state.table))
 
     # -- the write pipeline ----------------------------------------------------------------
 
@@ -174,6 +187,8 @@ class TableService:
         values: dict[str, Any] = {**item.values, "id": item.item_id or new_id()}
         if state.config.insert_hook is not None:
             values = state.config.insert_hook(req.request, values)
+        # After the hook: the owner is the caller's, whatever the body or a hook said.
+        values = self.access(state).stamp(principal_of(req.request), values)
 
         def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
             outcome = repo.insert(
@@ -205,6 +220,9 @@ class TableService:
         if req.version is ApiVersion.V2 and pre.if_match is None and item.version is not None:
             pre = replace(pre, body_version=item.version)
         changes = self._changes(state, item, replace_all=replace_all)
+        for column in self.access(state).protected_columns():
+            # Clients echo the whole item back: the owner is dropped, not rejected.
+            changes.pop(column, None)
         # PATCH {"deleted": false} undeletes (v3). A PUT body always carries deleted=false
         # (AMA clients send the whole item), so PUT undeletes only with __includedeleted.
         undelete = item.deleted is False and (not replace_all or req.include_deleted)
@@ -254,7 +272,10 @@ class TableService:
         def resolve(current: repo.Row) -> dict[str, Any]:
             merged = merge(render(state, current, ApiVersion.V3), dict(item.raw))
             result = parse_item(state, merged, dynamic=False)
-            return {**self._changes(state, result, replace_all=True), **_kept_flags(changes)}
+            resolved = {**self._changes(state, result, replace_all=True), **_kept_flags(changes)}
+            for column in self.access(state).protected_columns():
+                resolved.pop(column, None)
+            return resolved
 
         return resolve
 
