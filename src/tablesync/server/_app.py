@@ -231,6 +231,8 @@ def _exception_handlers() -> dict[Any, Any]:
         StarletteHTTPException: handle_http_error,
         QueryError: _query_error,
         sa.exc.OperationalError: _database_unavailable,
+        # No pooled connection freed up within pool_timeout (a small pool under load).
+        sa.exc.TimeoutError: _database_unavailable,
         sa.exc.DataError: _data_error,
         Exception: handle_unexpected,
     }
