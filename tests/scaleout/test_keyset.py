@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,20 +26,24 @@ ROWS = 45
 
 
 @pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+    scope="module",
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
 )
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    """A served ``notes`` table (page size 10) holding ``ROWS`` rows written in id order."""
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """Tables ``notes`` (read only by the tests) and ``moving`` (written by one test), page
+    size 10, each holding ``ROWS`` rows written in id order. Shared by the module's tests."""
     if request.param == "sqlite":
-        database = f"sqlite:///{tmp_path / 'keyset.db'}"
+        database = f"sqlite:///{tmp_path_factory.mktemp('keyset') / 'keyset.db'}"
     else:
-        database = request.getfixturevalue("postgres_url")
-    table = Table("notes", columns={"n": "integer"}, page_size=10)
-    with TestClient(create_app(database, [table]), raise_server_exceptions=False) as http:
-        for n in range(ROWS):
-            assert http.post(
-                "/tables/notes", json={"id": f"n{n:02d}", "n": n}, headers=V3
-            ).is_success
+        database = request.getfixturevalue("postgres_database_factory")()
+    tables = [Table(name, columns={"n": "integer"}, page_size=10) for name in ("notes", "moving")]
+    with TestClient(create_app(database, tables), raise_server_exceptions=False) as http:
+        for name in ("notes", "moving"):
+            for n in range(ROWS):
+                body = {"id": f"n{n:02d}", "n": n}
+                assert http.post(f"/tables/{name}", json=body, headers=V3).is_success
         yield http
 
 
@@ -79,11 +82,11 @@ def test_count_ignores_the_keyset_position(client: TestClient) -> None:
 
 
 def test_rows_written_between_pages_are_neither_skipped_nor_lost(client: TestClient) -> None:
-    first = client.get("/tables/notes?$orderby=updatedAt", headers=V3).json()
+    first = client.get("/tables/moving?$orderby=updatedAt", headers=V3).json()
     # Moving an already-read row to the end would shift every later row by one under $skip,
     # so the row at the page boundary would be skipped; the keyset continues after n09.
-    assert client.patch("/tables/notes/n03", json={"n": 100}, headers=V3).is_success
-    assert client.post("/tables/notes", json={"id": "late", "n": 99}, headers=V3).is_success
+    assert client.patch("/tables/moving/n03", json={"n": 100}, headers=V3).is_success
+    assert client.post("/tables/moving", json={"id": "late", "n": 99}, headers=V3).is_success
     rest, _ = _walk(client, first["nextLink"])
     ids = [item["id"] for item in rest]
     assert ids == [*(f"n{n:02d}" for n in range(10, ROWS)), "n03", "late"]
