@@ -287,7 +287,36 @@ def test_json_columns_only_test_for_null(text: str) -> None:
         compile_filter(parse_filter(text), movies_table())
 
 
-def test_json_column_null_test_runs(sqlite_backend: Any) -> None:
-    run, _ = sqlite_backend
+@pytest.mark.parametrize(
+    "name", [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_json_column_null_test_runs(name: str, request: pytest.FixtureRequest) -> None:
+    run, _ = request.getfixturevalue(f"{name}_backend")
     assert len(run(parse_filter("extra eq null"))) == 248
     assert run(parse_filter("extra ne null")) == []
+
+
+HOSTILE = "x' OR '1'='1'; DROP TABLE movies; --"
+
+
+def test_server_sql_carries_values_only_as_parameters() -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from tablesync.server._query import compile_filter
+
+    from .conftest import movies_table
+
+    term = (F.title == HOSTILE) | F.rating.contains(HOSTILE) | F.title.in_([HOSTILE])
+    clause = compile_filter(term.expr, movies_table())
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        compiled = clause.compile(dialect=dialect)
+        assert "DROP" not in str(compiled)
+        assert HOSTILE in compiled.params.values()
+
+
+def test_local_sql_carries_values_only_as_parameters() -> None:
+    from tablesync.odata._sqlite import compile_where
+
+    sql, params = compile_where(((F.title == HOSTILE) | F.title.in_([HOSTILE, 5])).expr)
+    assert "DROP" not in sql
+    assert params.count(HOSTILE) == 2

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tablesync._exceptions import QueryError
+from tablesync.odata import to_odata
 from tablesync.odata.ast import (
     FUNCTIONS,
     Binary,
@@ -141,7 +142,7 @@ def _run_checked(run: Runner, rows: list[dict[str, Any]], expr: Expr) -> bool:
     except QueryError:
         return False
     if _reference_defined(expr, rows):
-        assert ids == [row["id"] for row in rows if matches(expr, row)]
+        assert ids == [row["id"] for row in rows if matches(expr, row)], to_odata(expr)
     return True
 
 

@@ -99,6 +99,8 @@ class _Frag:
     literal: Literal | None = None
     condition: bool = False
     never_null: bool = False
+    member: str | None = None
+    """Set when the node reads a property of the item's JSON."""
 
     @property
     def is_null(self) -> bool:
@@ -145,7 +147,7 @@ def _visit(expr: Expr) -> _Frag:
     if isinstance(expr, Literal):
         return _literal(expr)
     if isinstance(expr, Member):
-        return _Frag(member_sql(expr.name), EdmType.ANY)
+        return _member(expr.name)
     if isinstance(expr, Binary):
         return _binary(expr)
     if isinstance(expr, Unary):
@@ -176,14 +178,22 @@ def _param(node: Literal) -> Any:
     return value
 
 
+def _member(name: str) -> _Frag:
+    if name == "id":
+        return _Frag(member_sql(name), EdmType.STRING)  # the key column: always text
+    return _Frag(member_sql(name), EdmType.ANY, member=name)
+
+
 def _condition(sql: _Frag) -> _Frag:
     """``sql`` as a WHERE condition (NULL counts as false there)."""
     if sql.condition:
         return sql
     if sql.literal is not None:
         return _cond("1" if sql.literal.value is True else "0", never_null=True)
-    # A boolean value: JSON true reads as 1. "IS 1" is never NULL.
-    return _cond("({0} IS 1)", sql, never_null=True)
+    if sql.member is not None:
+        # Only JSON true counts: json_extract reads true as 1, as it reads the number 1.
+        return _cond(f"(json_type(data, '$.\"{sql.member}\"') IS 'true')", never_null=True)
+    raise QueryError(f"a filter needs conditions (true or false), not {rules.describe(sql.type)}")
 
 
 def _two_valued(sql: _Frag) -> _Frag:

@@ -42,8 +42,12 @@ _FAMILIES: tuple[frozenset[EdmType], ...] = (
 
 def describe(type_: EdmType) -> str:
     """``"a string"``, ``"an int"`` ... for error messages."""
+    if type_ is EdmType.NULL:
+        return "null"
+    if type_ is EdmType.ANY:
+        return "a value of unknown type"
     article = "an" if type_.value[0] in "aeiou" else "a"
-    return "null" if type_ is EdmType.NULL else f"{article} {type_.value}"
+    return f"{article} {type_.value}"
 
 
 def comparable(left: EdmType, right: EdmType) -> bool:
