@@ -107,8 +107,11 @@ class SyncContext:
         """
         rows = [_local_copy(item, generate_id=True) for item in items]
         ids = [row["id"] for row in rows]
-        if len(set(ids)) != len(ids):
-            raise StoreError("insert_many() got the same id twice")
+        seen: set[str] = set()
+        for item_id in ids:
+            if item_id in seen:
+                raise StoreError(f"insert_many() got the id {item_id!r} twice")
+            seen.add(item_id)
         with self.store.atomic():
             if self.store.count_operations(table):
                 self._refuse_queued(table, ids)
@@ -134,7 +137,16 @@ class SyncContext:
         try:
             store.insert_items(table, rows)
         except StoreError as exc:
-            raise StoreError(f"insert_many(): an item already exists in {table!r}") from exc
+            # Name the offending id when there is one (the store's own message names none).
+            taken = next(
+                (r["id"] for r in rows if store.get_item(table, r["id"]) is not None), None
+            )
+            if taken is None:
+                raise
+            raise StoreError(
+                f"insert_many(): item {taken!r} already exists in table {table!r}; nothing was "
+                "inserted"
+            ) from exc
         store.add_operations(table, [(row["id"], OperationKind.INSERT, None) for row in rows])
 
     def _insert_one(self, table: str, row: dict[str, Any]) -> None:

@@ -179,7 +179,7 @@ def test_insert_many_is_all_or_nothing(context: SyncContext, clash: str) -> None
     batch = [{"id": "new1"}, {"id": clash}, {"id": "new2"}]
     if clash == "twice":
         batch.append({"id": "twice"})
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match=f"'{clash}'"):
         context.insert_many("todo", batch)
     assert (context.pending_operations(), context.query("todo")) == before
 
