@@ -1,0 +1,149 @@
+"""Fixtures of the security suite: signed tokens, two users, and apps over SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from tablesync.server import Access, ApiKeyAuth, JWTAuth, Table, create_app
+
+with warnings.catch_warnings():
+    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+SECRET = "security-suite-secret-0123456789abcdef"
+ISSUER = "https://id.example.test"
+AUDIENCE = "tablesync-tests"
+V2 = {"ZUMO-API-VERSION": "2.0.0"}
+V3 = {"ZUMO-API-VERSION": "3.0.0"}
+API_KEY = "k-0123456789abcdef-device"
+
+NOTES = Table(
+    "notes",
+    columns={"text": "string", "n": "integer", "owner": "string"},
+    access=Access(owner_column="owner", admin_role="admin"),
+    page_size=2,
+)
+CATALOGUE = Table(
+    "catalogue",
+    columns={"title": "string"},
+    access=Access(read="anyone", insert="role:editor", update="role:editor", delete="role:editor"),
+)
+LOCKED = Table("locked", columns={"title": "string"}, access=Access(delete="nobody"))
+
+
+def token(
+    user: str,
+    *,
+    roles: tuple[str, ...] = (),
+    expires_in: float = 300,
+    secret: str = SECRET,
+    **claims: Any,
+) -> str:
+    """An HS256 token for ``user`` as the suite's issuer signs it."""
+    now = int(time.time())
+    payload = {
+        "sub": user,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + int(expires_in),
+        "roles": list(roles),
+        **claims,
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def bearer(user: str, **kwargs: Any) -> dict[str, str]:
+    """Headers of a v3 request by ``user``."""
+    return {**V3, "Authorization": f"Bearer {token(user, **kwargs)}"}
+
+
+def jwt_auth() -> JWTAuth:
+    return JWTAuth(secret=SECRET, issuer=ISSUER, audience=AUDIENCE, leeway=0)
+
+
+def auth() -> Any:
+    from tablesync.server import AnyAuth
+
+    return AnyAuth([jwt_auth(), ApiKeyAuth({API_KEY: "device"}, roles={"device": ["editor"]})])
+
+
+def _reset_postgres(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(scope="session")
+def _security_pg_url(postgres_database_factory: Any) -> str:
+    url: str = postgres_database_factory()
+    return url
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file or the session's PostgreSQL database, emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'security.db'}"
+    url: str = request.getfixturevalue("_security_pg_url")
+    _reset_postgres(url)
+    return url
+
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(db_url: str) -> Iterator[MakeClient]:
+    """``make_client(**create_app_kwargs)``: a TestClient over a secured app on ``db_url``."""
+    clients: list[TestClient] = []
+
+    def make(**kwargs: Any) -> TestClient:
+        kwargs.setdefault("tables", [NOTES, CATALOGUE, LOCKED])
+        kwargs.setdefault("auth", auth())
+        client = TestClient(create_app(db_url, **kwargs))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+)
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database for one module's read-only probes (its own, never reset by other tests)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('security') / 'shared.db'}"
+    url: str = request.getfixturevalue("postgres_database_factory")()
+    return url
+
+
+@pytest.fixture(scope="module")
+def module_client(module_db_url: str) -> Iterator[TestClient]:
+    """A TestClient over the secured app, shared by a module's tests that write nothing."""
+    with TestClient(create_app(module_db_url, tables=[NOTES, CATALOGUE, LOCKED], auth=auth())) as c:
+        yield c
