@@ -15,6 +15,7 @@ only where literals make them certain (``year('x')``, ``'a' add 1``).
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -245,7 +246,7 @@ def _logical(node: Binary) -> _Frag:
 def _compare(op: BinaryOp, left: _Frag, right: _Frag) -> _Frag:
     if left.is_null or right.is_null:
         return _compare_null(op, left, right)
-    left, right = _comparable(left), _comparable(right)
+    left, right = _against(_comparable(left), right), _against(_comparable(right), left)
     if op is BinaryOp.EQ:
         if left.literal is not None or right.literal is not None:
             return _cond("({0} = {1})", left, right)
@@ -257,6 +258,19 @@ def _compare(op: BinaryOp, left: _Frag, right: _Frag) -> _Frag:
 
 def _comparable(sql: _Frag) -> _Frag:
     return _two_valued(sql) if sql.condition else sql
+
+
+def _against(sql: _Frag, other: _Frag) -> _Frag:
+    """Read a date literal as midnight UTC when it meets a stored value.
+
+    Stored datetimes are ``…T00:00:00.000Z`` text; against ``date(...)`` a date stays a date.
+    """
+    literal = sql.literal
+    if literal is None or literal.kind is not LiteralKind.DATE or other.type is not EdmType.ANY:
+        return sql
+    day = literal.value
+    midnight = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    return _Frag("?", EdmType.DATETIME, (format_datetime(midnight),))
 
 
 def _compare_null(op: BinaryOp, left: _Frag, right: _Frag) -> _Frag:
@@ -279,7 +293,7 @@ def _in(node: In) -> _Frag:
         template = "(" + " OR ".join(f"{{{i}}}" for i in range(len(tests))) + ")"
         return _cond(template, *tests)
     operand = _comparable(operand)
-    present = [value for value in values if not value.is_null]
+    present = [_against(value, operand) for value in values if not value.is_null]
     tests = []
     if present:
         slots = ", ".join(f"{{{i + 1}}}" for i in range(len(present)))
