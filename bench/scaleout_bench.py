@@ -105,8 +105,9 @@ def page_latency(args: argparse.Namespace, logs: Path) -> dict[str, float]:
                 "$skip, first page": f"{pull}&$skip=0",
                 "$skip, last page": f"{pull}&$skip={args.rows - 100}",
             }
-            for name, url in urls.items():
-                results[name] = _median_ms(http, url, args.samples)
+            timings = _interleaved_ms(http, urls, args.samples)
+            for name, values in timings.items():
+                results[name] = statistics.median(values)
                 print(f"{name}: {results[name]:.1f} ms", flush=True)
     finally:
         drop_postgres_database(PAGE_DB)
@@ -127,17 +128,21 @@ def _token_before_end(http: httpx.Client) -> str:
     return Keyset(to_millis(parse_datetime(boundary["updatedAt"])), boundary["id"]).token()
 
 
-def _median_ms(http: httpx.Client, url: str, samples: int) -> float:
-    for _ in range(3):  # warm-up: plans, caches, connections
+def _interleaved_ms(
+    http: httpx.Client, urls: dict[str, str], samples: int
+) -> dict[str, list[float]]:
+    """``samples`` timings (ms) per URL, taken in turns so that load affects all alike."""
+    for url in urls.values():  # warm-up: plans, caches, connections
         http.get(url).raise_for_status()
-    timings = []
+    timings: dict[str, list[float]] = {name: [] for name in urls}
     for _ in range(samples):
-        begin = time.perf_counter()
-        response = http.get(url)
-        timings.append((time.perf_counter() - begin) * 1000)
-        response.raise_for_status()
-        assert len(response.json()["items"]) == 100
-    return statistics.median(timings)
+        for name, url in urls.items():
+            begin = time.perf_counter()
+            response = http.get(url)
+            timings[name].append((time.perf_counter() - begin) * 1000)
+            response.raise_for_status()
+            assert len(response.json()["items"]) == 100, name
+    return timings
 
 
 def report(writes: dict[str, list[Sample]], pages: dict[str, float]) -> None:

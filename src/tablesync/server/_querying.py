@@ -68,9 +68,12 @@ def _after(
     assert directions is not None  # parse_options refuses a $skiptoken with another order
     updated_desc, id_desc = directions
     table, stamp = state.table, stamp_datetime(after.updated_ms)
-    past_stamp = table.c.updatedAt < stamp if updated_desc else table.c.updatedAt > stamp
+    updated = table.c.updatedAt
+    from_stamp = updated <= stamp if updated_desc else updated >= stamp
+    past_stamp = updated < stamp if updated_desc else updated > stamp
     past_id = table.c.id < after.item_id if id_desc else table.c.id > after.item_id
-    return sa.or_(past_stamp, sa.and_(table.c.updatedAt == stamp, past_id))
+    # The redundant bound is the index range's start; the OR only filters rows within it.
+    return sa.and_(from_stamp, sa.or_(past_stamp, past_id))
 
 
 def _last_position(row: Any) -> Keyset:
