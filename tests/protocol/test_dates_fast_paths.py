@@ -18,8 +18,11 @@ utc_datetimes = st.datetimes(
 
 
 def general_format(value: dt.datetime) -> str:
-    value = truncate_millis(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    v = truncate_millis(value)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond // 1000:03d}Z"
+    )
 
 
 @settings(max_examples=300, deadline=None)

@@ -6,9 +6,9 @@ See ``docs/architecture.md`` and the protocol reference for the facts behind eac
 from .codec import dumps as dumps
 from .codec import loads as loads
 from .dates import format_datetime as format_datetime
+from .dates import from_millis as from_millis
 from .dates import parse_datetime as parse_datetime
 from .dates import to_millis as to_millis
-from .dates import from_millis as from_millis
 from .headers import ApiVersion as ApiVersion
 from .headers import etag_from_version as etag_from_version
 from .headers import parse_api_version as parse_api_version

@@ -69,8 +69,12 @@ def format_datetime(value: dt.datetime) -> str:
         # isoformat truncates to the millisecond as truncate_millis does, ~4x faster than
         # strftime; responses format every row's timestamps.
         return value.isoformat(timespec="milliseconds")[:23] + "Z"
-    value = truncate_millis(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    v = truncate_millis(value)
+    # Built by hand: strftime("%Y") does not zero-pad years before 1000 on every platform.
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond // 1000:03d}Z"
+    )
 
 
 def to_millis(value: dt.datetime) -> int:

@@ -10,8 +10,10 @@ _FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f"+?\\/`]')
 
 
 def is_valid_id(value: object) -> bool:
-    """True when ``value`` is a usable id: a non-empty string of at most 255 characters,
-    without control characters or any of ``" + ? \\ / ` ``, and not ``.`` or ``..``.
+    r"""True when ``value`` is a usable item id.
+
+    That is a non-empty string of at most 255 characters, without control characters or any of
+    ``" + ? \ / ` ``, and not ``.`` or ``..``.
     """
     return (
         isinstance(value, str)
