@@ -193,3 +193,17 @@ def test_next_links_use_the_request_host(server: Any, version: str) -> None:
     link = response.json()["nextLink"] if version == "3" else next_link_v2(response)
     assert isinstance(link, str)
     assert urlsplit(link).netloc == "sync.example.org:8443", link
+
+
+def test_v3_updated_at_order_next_link_keeps_the_top_arithmetic(server: Any) -> None:
+    # The AMA rule (protocol.md §4.3) puts $skip=100 in this link; an OData $skiptoken in its
+    # place is accepted too, since clients follow next links without reading them (§4.3,
+    # §8.4). What a client observes must not change: $top=25 left, then exactly rows 100-124.
+    url = "/tables/movies?$orderby=updatedAt&$top=125"
+    first = get_json(server.http, url, "3")
+    query = _query_of(first["nextLink"])
+    assert query["$top"] == ["25"], first["nextLink"]
+    assert query.get("$skip") == ["100"] or "$skiptoken" in query, first["nextLink"]
+    rest = get_json(server.http, first["nextLink"], "3")
+    assert ids(first["items"] + rest["items"]) == _all_ids(server)[:125]
+    assert rest["nextLink"] is None
