@@ -30,7 +30,7 @@ from tablesync.client._context import SyncContext
 
 TABLE = "todoitem"
 STEP_KEY = "kill|step"
-PLAN_STEPS = 1500
+PLAN_STEPS = 3000
 PHASES = {"W": "local write", "P": "push", "L": "pull", "G": "purge", "-": "idle"}
 RETRY = RetryPolicy(max_attempts=4, backoff_base=0.005, backoff_max=0.02, jitter=True)
 
@@ -150,13 +150,14 @@ class Worker:
 
     def run(self) -> None:
         while True:
-            self.writes(self.rng.randint(1, 40))
+            self.writes(self.rng.randint(1, 120))
             roll = self.rng.random()
-            if roll < 0.55:
+            if roll < 0.3:
                 self.push()
-            elif roll < 0.75:
+            elif roll < 0.45:
                 self.pull()
-            elif roll < 0.8:
+            elif roll < 0.55:
+                self.push()
                 self.purge()
 
     def finish(self) -> None:

@@ -1,6 +1,6 @@
 """SIGKILL a syncing client at random moments, again and again; nothing is lost or doubled.
 
-A worker process (``kill_worker.py``) works through a plan of 1500 local writes and pushes,
+A worker process (``kill_worker.py``) works through a plan of 3000 local writes and pushes,
 pulls and purges at random, talking to tablesync's server through the fault proxy (which also
 drops, truncates and refuses a few requests). The test kills it at random instants, checks the
 store after every kill against the server, restarts it, and finally lets it finish: the server
