@@ -68,6 +68,19 @@ def bearer(user: str, **kwargs: Any) -> dict[str, str]:
     return {**V3, "Authorization": f"Bearer {token(user, **kwargs)}"}
 
 
+def all_rows(client: Any, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every row, tombstones included, following nextLinks (bounded: 1000 pages)."""
+    params = {"__includedeleted": "true", "$orderby": "id"}
+    page = client.get("/tables/notes", params=params, headers=headers).json()
+    items: list[dict[str, Any]] = list(page["items"])
+    for _ in range(1000):
+        if not page["nextLink"]:
+            return items
+        page = client.get(page["nextLink"], headers=headers).json()
+        items.extend(page["items"])
+    raise AssertionError("more than 1000 pages")
+
+
 def jwt_auth() -> JWTAuth:
     return JWTAuth(secret=SECRET, issuer=ISSUER, audience=AUDIENCE, leeway=0)
 
