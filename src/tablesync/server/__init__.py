@@ -27,6 +27,9 @@ Behaviour where the official servers differ (protocol.md §3, §13), and what ta
   no column).
 - ``updatedAt`` comes from one clock per table, taken inside the writing transaction: unique
   and strictly increasing per table (docs/architecture.md).
+- Queries ordered by ``updatedAt`` page by keyset: their next links carry an opaque
+  ``$skiptoken`` (the last row's updatedAt and id) instead of ``$skip``, so deep pages stay
+  cheap; ``$skip`` sent by a client still works (docs/architecture.md).
 - Conflict policies apply to 409/412 on PATCH/PUT and, except merge callables, on DELETE.
 - Purge old tombstones with ``purge_tombstones`` (or ``tablesync purge-tombstones``): a client
   offline for longer than the retention never learns about those deletions.
