@@ -44,6 +44,7 @@ def create_app(
     idempotency_ttl: dt.timedelta = dt.timedelta(hours=24),
     auth: Authenticator | None = None,
     statement_timeout: dt.timedelta | None = None,
+    body_timeout: dt.timedelta = dt.timedelta(seconds=30),
     config: ServerConfig | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``/tables/{table}`` for protocol v2 and v3 clients.
@@ -74,6 +75,7 @@ def create_app(
             ``Authenticator``. With it, tables without ``access`` need an authenticated caller;
             without it, every caller is anonymous (docs/security.md).
         statement_timeout: on PostgreSQL, cancel any statement running longer (503).
+        body_timeout: the longest a client may take to send a request body (then 408).
         config: settings from ``load_config``; explicit arguments take precedence.
 
     Raises:
@@ -98,6 +100,7 @@ def create_app(
             idempotency_ttl_ms=int(idempotency_ttl.total_seconds() * 1000),
             auth=auth,
             default_access=Access() if auth is not None else Access.public(),
+            body_timeout_s=body_timeout.total_seconds(),
         ),
         statement_timeout_ms=timeout_ms,
     )
@@ -132,6 +135,8 @@ def _build_service(
         raise ServerConfigError("max_body_bytes must be positive")
     if statement_timeout_ms < 0:
         raise ServerConfigError("statement_timeout must not be negative")
+    if settings.body_timeout_s <= 0:
+        raise ServerConfigError("body_timeout must be positive")
     engine = make_engine(database)
     if statement_timeout_ms and engine.dialect.name == "postgresql":
         _set_statement_timeout(engine, statement_timeout_ms)

@@ -17,7 +17,7 @@ from ..protocol import ApiVersion
 from ..protocol.headers import IDEMPOTENCY_HEADER
 from ._access import Operation
 from ._auth import Principal, principal_of
-from ._errors import MethodNotAllowed, error_response
+from ._errors import HTTPError, MethodNotAllowed, error_response
 from ._idempotency import check_key
 from ._paging import parse_options
 from ._querying import run_query
@@ -128,7 +128,16 @@ class Endpoints:
     async def _write_request(
         self, request: Request, key: str, version: ApiVersion, item_id: str | None
     ) -> WriteRequest:
-        body_bytes = await read_body(request, self.service.settings.max_body_bytes)
+        settings = self.service.settings
+        try:
+            # A slow sender holds no thread or connection (this runs on the event loop), but
+            # it must not hold the request open for ever either.
+            with anyio.fail_after(settings.body_timeout_s):
+                body_bytes = await read_body(request, settings.max_body_bytes)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The request body did not arrive within {settings.body_timeout_s:g} s"
+            ) from None
         optional = request.method in ("DELETE", "POST") and item_id is not None
         body = parse_json(request, body_bytes, allow_empty=optional)
         return WriteRequest(
@@ -165,6 +174,12 @@ class Endpoints:
 def _locked(lock: threading.Lock, call: Callable[[], T]) -> T:
     with lock:
         return call()
+
+
+class RequestTimeout(HTTPError):
+    """Raised when the request body arrives too slowly (408)."""
+
+    status_code = 408
 
 
 def _scoped_key(request: Request, key: str | None) -> str | None:

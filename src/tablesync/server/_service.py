@@ -43,6 +43,7 @@ class Settings:
         idempotency_ttl_ms: how long ``Idempotency-Key`` responses are kept.
         auth: who the caller is (``None``: every caller is anonymous).
         default_access: the access of tables configured without one.
+        body_timeout_s: the longest a client may take to send a request body (then 408).
     """
 
     strict_clock: bool = True
@@ -50,6 +51,7 @@ class Settings:
     idempotency_ttl_ms: int = 24 * 3600 * 1000
     auth: Authenticator | None = None
     default_access: Access = _PUBLIC
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
