@@ -31,7 +31,7 @@ def _blocked_on_clock(database: str) -> bool:
     with psycopg.connect(database, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query ILIKE '%tablesync_clock%'"
+            "AND datname = current_database() AND query ILIKE '%tablesync_clock%'"
         ).fetchone()
     return row is not None and row[0] > 0
 

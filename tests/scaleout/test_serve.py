@@ -115,7 +115,7 @@ def _hold_write_lock(served: Served) -> tuple[Callable[[], None], Callable[[], b
     def waiting() -> bool:
         row = watcher.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query ILIKE '%tablesync_clock%'"
+            "AND datname = current_database() AND query ILIKE '%tablesync_clock%'"
         ).fetchone()
         return row is not None and row[0] > 0
 
