@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -79,6 +82,28 @@ def all_rows(client: Any, headers: dict[str, str]) -> list[dict[str, Any]]:
         page = client.get(page["nextLink"], headers=headers).json()
         items.extend(page["items"])
     raise AssertionError("more than 1000 pages")
+
+
+@contextlib.contextmanager
+def serve(app: Any, *, graceful_s: int = 2) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on a free port; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=graceful_s)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=graceful_s + 10)
 
 
 def jwt_auth() -> JWTAuth:

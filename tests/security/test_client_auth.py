@@ -14,7 +14,7 @@ import pytest
 
 from tablesync import AuthenticationError, Client, PushFailedError, SQLiteStore
 
-from .conftest import NOTES, auth, token
+from .conftest import NOTES, auth, serve, token
 
 
 class Provider:
@@ -34,29 +34,12 @@ class Provider:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real uvicorn server for the module (started by hand: the shared fixture is per test)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
+    """One real uvicorn server for the module."""
     from tablesync.server import create_app
 
     db = tmp_path_factory.mktemp("client-auth") / "server.db"
-    app = create_app(f"sqlite:///{db}", tables=[NOTES], auth=auth())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with serve(create_app(f"sqlite:///{db}", tables=[NOTES], auth=auth())) as url:
+        yield url
 
 
 @pytest.fixture

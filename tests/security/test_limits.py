@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from tablesync.server import Access, Table, create_app
 
-from .conftest import NOTES, auth, bearer
+from .conftest import NOTES, auth, bearer, serve
 
 LIMIT = 4096
 CATS = Table("cats", columns={"name": "string", "n": "integer"}, max_top=50, access=Access.public())
@@ -183,15 +183,16 @@ def test_statement_timeout_is_ignored_on_sqlite(tmp_path: Path) -> None:
         assert client.get("/tables/cats", headers=H).status_code == 200
 
 
-def test_a_slow_body_is_cut_off_with_408(running_server: Any) -> None:
+def test_a_slow_body_is_cut_off_with_408(tmp_path: Path) -> None:
     """A client trickling its body is answered 408 at the body timeout, over real HTTP."""
     import time
 
     import httpx
 
-    url = running_server(
-        database="sqlite://", tables=[CATS], body_timeout=dt.timedelta(milliseconds=300)
-    )
+    app = create_app(
+        f"sqlite:///{tmp_path / 'slow.db'}", tables=[CATS],
+        body_timeout=dt.timedelta(milliseconds=300),
+    )  # fmt: skip
 
     def trickle() -> Iterator[bytes]:
         yield b'{"name":"'
@@ -201,7 +202,7 @@ def test_a_slow_body_is_cut_off_with_408(running_server: Any) -> None:
         yield b'"}'
 
     started = time.monotonic()
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with serve(app, graceful_s=1) as url, httpx.Client(base_url=url, timeout=10) as http:
         try:
             response = http.post(
                 "/tables/cats", content=trickle(), headers={**H, "Content-Type": "application/json"}
