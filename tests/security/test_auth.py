@@ -27,7 +27,19 @@ from tablesync.server import (
     principal_of,
 )
 
-from .conftest import API_KEY, AUDIENCE, CATALOGUE, ISSUER, LOCKED, NOTES, SECRET, V3, auth, token
+from .conftest import (
+    API_KEY,
+    AUDIENCE,
+    CATALOGUE,
+    ISSUER,
+    LOCKED,
+    NOTES,
+    SECRET,
+    V3,
+    auth,
+    serve,
+    token,
+)
 
 
 @pytest.fixture
@@ -297,3 +309,44 @@ def test_hooks_see_the_caller_and_can_refuse_a_write(tmp_path: Path) -> None:
         assert refused.status_code == 403
         assert c.get("/tables/notes/2", headers=alice).status_code == 404  # rolled back
     assert seen == [("before", "alice"), ("after", "alice"), ("before", "alice")]
+
+
+def test_rs256_with_a_jwks_url_fetched_off_the_event_loop(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    key = _rsa_key()
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    fetches: list[int] = []
+
+    async def jwks(_request: Any) -> JSONResponse:
+        fetches.append(1)
+        return JSONResponse({"keys": [{**jwk, "kid": "url-key", "use": "sig"}]})
+
+    idp = Starlette(routes=[Route("/jwks.json", jwks)])
+    with serve(idp) as idp_url:
+        auth = JWTAuth(jwks_url=f"{idp_url}/jwks.json", audience=AUDIENCE)
+        app = create_app(f"sqlite:///{tmp_path / 'u.db'}", tables=[NOTES], auth=auth)
+        good = jwt.encode(_claims(), key, algorithm="RS256", headers={"kid": "url-key"})
+        forged = jwt.encode(_claims(), _rsa_key(), algorithm="RS256", headers={"kid": "url-key"})
+        with TestClient(app) as client:
+            for raw, status in [(good, 200), (forged, 401), (good, 200)]:
+                headers = {**V3, "Authorization": f"Bearer {raw}"}
+                assert client.get("/tables/notes", headers=headers).status_code == status
+    assert len(fetches) == 1  # the key set is cached
+
+
+def test_an_unreachable_jwks_url_is_a_503_not_a_401(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    auth = JWTAuth(jwks_url=f"http://127.0.0.1:{port}/jwks.json", audience=AUDIENCE)
+    app = create_app(f"sqlite:///{tmp_path / 'd.db'}", tables=[NOTES], auth=auth)
+    raw = jwt.encode(_claims(), _rsa_key(), algorithm="RS256", headers={"kid": "k"})
+    with TestClient(app) as client:
+        response = client.get("/tables/notes", headers={**V3, "Authorization": f"Bearer {raw}"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]

@@ -105,3 +105,31 @@ def test_pushing_over_a_foreign_row_fails_without_touching_it(
     with pytest.raises(PushFailedError):
         mallory.push()
     assert alice.table("notes").get("pa1")["text"] == "mine"
+
+
+@pytest.mark.anyio
+async def test_async_client_refreshes_with_an_async_provider(
+    server_url: str, tmp_path: Path
+) -> None:
+    from tablesync import AsyncClient
+
+    calls: list[bool] = []
+
+    async def provider(refresh: bool = False) -> str:
+        calls.append(refresh)
+        return token("async-user") if refresh else token("async-user", expires_in=-5)
+
+    store = SQLiteStore(str(tmp_path / "async.db"))
+    try:
+        async with AsyncClient(server_url, store=store, auth=provider) as client:
+            item = await client.table("notes").insert({"text": "async"})
+            assert item["owner"] == "async-user"
+            assert calls == [False, True]
+            notes = client.sync_table("notes")
+            await notes.insert({"id": "as-1", "text": "offline"})
+            assert (await client.push()).ok
+            await notes.pull(query_id="all")
+            assert sorted(row["id"] for row in await notes.query()) == sorted([item["id"], "as-1"])
+        assert calls == [False, True]
+    finally:
+        store.close()

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from starlette.requests import Request
 
 from .._exceptions import ServerConfigError
-from ._errors import HTTPError
+from ._errors import HTTPError, ServiceUnavailable
 
 #: The header of the official clients (App Service authentication); it carries a bare token.
 ZUMO_AUTH_HEADER = "X-ZUMO-AUTH"
@@ -204,6 +204,12 @@ class JWTAuth:
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("The token has expired") from exc
+        except jwt.PyJWKClientConnectionError as exc:
+            # Our identity provider is down, not the caller's token wrong: a 401 would make
+            # clients throw away good tokens; a 503 makes them retry.
+            raise ServiceUnavailable(
+                "The signing keys cannot be fetched; retry shortly", headers={"Retry-After": "5"}
+            ) from exc
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             # The reason is safe to show (it names a claim or the signature, never the key).
             raise Unauthorized(f"The token is not valid: {exc}") from exc
