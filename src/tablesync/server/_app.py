@@ -21,6 +21,7 @@ from starlette.routing import Route
 from .._exceptions import ODataSyntaxError, QueryError, ServerConfigError
 from ._access import Access
 from ._auth import Authenticator
+from ._batch import DEFAULT_MAX_OPERATIONS, AdvertiseBatch, BatchEndpoint
 from ._config import ServerConfig, Table, resolve_tables
 from ._endpoints import Endpoints
 from ._engine import make_engine
@@ -46,6 +47,7 @@ def create_app(
     statement_timeout: dt.timedelta | None = None,
     body_timeout: dt.timedelta = dt.timedelta(seconds=30),
     config: ServerConfig | None = None,
+    max_batch_operations: int = DEFAULT_MAX_OPERATIONS,
 ) -> Starlette:
     """Build the ASGI app serving ``/tables/{table}`` for protocol v2 and v3 clients.
 
@@ -77,6 +79,8 @@ def create_app(
         statement_timeout: on PostgreSQL, cancel any statement running longer (503).
         body_timeout: the longest a client may take to send a request body (then 408).
         config: settings from ``load_config``; explicit arguments take precedence.
+        max_batch_operations: the most operations one ``POST /tables/$batch`` may carry
+            (0 turns the batch extension off; docs/protocol-extensions.md).
 
     Raises:
         ServerConfigError: the settings are invalid or the database URL is unusable.
@@ -104,8 +108,15 @@ def create_app(
         ),
         statement_timeout_ms=timeout_ms,
     )
+    if max_batch_operations < 0:
+        raise ServerConfigError("max_batch_operations must not be negative")
     owns_engine = not isinstance(database, Engine)
-    return _starlette(service, [*config.cors_origins, *cors_origins], owns_engine=owns_engine)
+    return _starlette(
+        service,
+        [*config.cors_origins, *cors_origins],
+        owns_engine=owns_engine,
+        max_batch=max_batch_operations,
+    )
 
 
 def _first(*values: Any) -> Any:
@@ -169,9 +180,10 @@ def _set_statement_timeout(engine: Engine, timeout_ms: int) -> None:
 
 
 def _starlette(
-    service: TableService, cors_origins: Sequence[str], *, owns_engine: bool
+    service: TableService, cors_origins: Sequence[str], *, owns_engine: bool, max_batch: int = 0
 ) -> Starlette:
     endpoints = Endpoints(service)
+    batch = [Route("/tables/$batch", BatchEndpoint(endpoints, max_batch).handle, methods=["POST"])]
 
     async def openapi(_request: Request) -> Response:
         return JSONResponse(openapi_document(service.schema.states()))
@@ -184,13 +196,14 @@ def _starlette(
 
     app = Starlette(
         routes=[
+            *(batch if max_batch else []),
             Route("/tables/{table}", endpoints.collection, methods=["GET", "POST"]),
             Route("/tables/{table}/{item_id:path}", endpoints.item, methods=_ITEM_METHODS),
             Route("/health", endpoints.health, methods=["GET"]),
             Route("/health/ready", endpoints.ready, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
-        middleware=_middleware(cors_origins),
+        middleware=_middleware(cors_origins, max_batch),
         exception_handlers=_exception_handlers(),
         lifespan=lifespan,
     )
@@ -198,8 +211,10 @@ def _starlette(
     return app
 
 
-def _middleware(cors_origins: Sequence[str]) -> list[Middleware]:
+def _middleware(cors_origins: Sequence[str], max_batch: int = 0) -> list[Middleware]:
     middleware = [Middleware(GZipMiddleware, minimum_size=500)]
+    if max_batch:
+        middleware.append(Middleware(AdvertiseBatch, max_operations=max_batch))
     if cors_origins:
         middleware.insert(
             0,
@@ -208,7 +223,7 @@ def _middleware(cors_origins: Sequence[str]) -> list[Middleware]:
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
-                expose_headers=["ETag", "Link", "Location", "Last-Modified"],
+                expose_headers=["ETag", "Link", "Location", "Last-Modified", "X-Tablesync-Batch"],
             ),
         )
     return middleware

@@ -65,6 +65,11 @@ class Endpoints:
         Invalid credentials are a 401 on every table; then the table's rule for
         ``operation`` gives 401 (anonymous) or 403 (not allowed) before any other work.
         """
+        principal = await self._authorize_caller(request)
+        self.service.access(self.service.schema.cached(key)).check(operation, principal)
+
+    async def _authorize_caller(self, request: Request) -> Principal | None:
+        """Authenticate the caller (401 for invalid credentials); kept in the request state."""
         auth = self.service.settings.auth
         principal: Principal | None = None
         if auth is not None:
@@ -73,7 +78,7 @@ class Endpoints:
             else:
                 principal = auth.authenticate(request)
         request.state.principal = principal
-        self.service.access(self.service.schema.cached(key)).check(operation, principal)
+        return principal
 
     async def collection(self, request: Request) -> Response:
         """``GET`` (query) and ``POST`` (insert) on ``/tables/{table}``."""
@@ -128,16 +133,7 @@ class Endpoints:
     async def _write_request(
         self, request: Request, key: str, version: ApiVersion, item_id: str | None
     ) -> WriteRequest:
-        settings = self.service.settings
-        try:
-            # A slow sender holds no thread or connection (this runs on the event loop), but
-            # it must not hold the request open for ever either.
-            with anyio.fail_after(settings.body_timeout_s):
-                body_bytes = await read_body(request, settings.max_body_bytes)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"The request body did not arrive within {settings.body_timeout_s:g} s"
-            ) from None
+        body_bytes = await self._read_body(request, self.service.settings.max_body_bytes)
         optional = request.method in ("DELETE", "POST") and item_id is not None
         body = parse_json(request, body_bytes, allow_empty=optional)
         return WriteRequest(
@@ -152,6 +148,16 @@ class Endpoints:
                 request, check_key(request.headers.get(IDEMPOTENCY_HEADER))
             ),
         )
+
+    async def _read_body(self, request: Request, max_bytes: int) -> bytes:
+        timeout = self.service.settings.body_timeout_s
+        try:
+            # A slow sender holds no thread or connection (this runs on the event loop), but
+            # it must not hold the request open for ever either.
+            with anyio.fail_after(timeout):
+                return await read_body(request, max_bytes)
+        except TimeoutError:
+            raise RequestTimeout(f"The request body did not arrive within {timeout:g} s") from None
 
     async def health(self, _request: Request) -> Response:
         """Liveness: the process answers."""

@@ -1,0 +1,232 @@
+"""``POST /tables/$batch``: many queued writes in one round trip (a tablesync extension).
+
+Each operation is turned into the request it would have been on its own (same method, path,
+auth and protocol headers, plus its own ``If-Match`` / ``Idempotency-Key``) and run through
+the same ``TableService`` call as that single request, in order, each in its own transaction.
+So a batch has exactly the outcome of the same requests sent one after another, and a batch
+retried after its response was lost replays every result through the per-operation keys.
+``$`` cannot start a table name, so the route never hides a table. See
+docs/protocol-extensions.md, "Batch push".
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..protocol import ApiVersion, dumps
+from ..protocol.headers import IDEMPOTENCY_HEADER
+from ._access import Operation
+from ._endpoints import Endpoints, _scoped_key
+from ._errors import BadRequest, HTTPError, MethodNotAllowed, logger
+from ._idempotency import check_key
+from ._replies import Reply
+from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
+from ._service import WriteRequest
+
+BATCH_HEADER = "X-Tablesync-Batch"
+"""Response header advertising the batch route and its operation limit."""
+DEFAULT_MAX_OPERATIONS = 100
+_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+_OP_HEADERS = ("if-match", "if-none-match", "idempotency-key")
+_ACCESS: dict[str, Operation] = {"PATCH": "update", "PUT": "update", "DELETE": "delete"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One validated operation of a batch, ready to run."""
+
+    request: Request
+    key: str
+    item_id: str | None
+    body: Any
+
+
+class BatchEndpoint:
+    """The ``POST /tables/$batch`` handler of one app."""
+
+    def __init__(self, endpoints: Endpoints, max_operations: int) -> None:
+        self.endpoints = endpoints
+        self.service = endpoints.service
+        self.max_operations = max_operations
+
+    async def handle(self, request: Request) -> Response:
+        """Run every operation in order; 200 with one result per operation."""
+        await self.endpoints._authorize_caller(request)
+        api_version(request, skip_check=False)
+        body_bytes = await self.endpoints._read_body(request, self._max_bytes())
+        planned = self._plan(request, parse_json(request, body_bytes))
+        results = await self.endpoints._run(self._execute, planned)
+        content = b'{"results":[' + b",".join(results) + b"]}"
+        return Response(content, 200, {BATCH_HEADER: str(self.max_operations)}, "application/json")
+
+    def _max_bytes(self) -> int:
+        # Each operation may be as large as a single request body.
+        return self.service.settings.max_body_bytes * self.max_operations
+
+    def _plan(self, request: Request, body: Any) -> list[_Planned]:
+        """Validate the whole batch before anything runs: a malformed batch writes nothing."""
+        operations = body.get("operations") if isinstance(body, dict) else None
+        if not isinstance(operations, list) or not operations:
+            raise BadRequest('The batch body must be {"operations": [...]} with 1+ operations')
+        if len(operations) > self.max_operations:
+            raise BadRequest(
+                f"The batch has {len(operations)} operations; the limit is {self.max_operations}"
+            )
+        return [_plan_one(request, index, op) for index, op in enumerate(operations)]
+
+    def _execute(self, planned: list[_Planned]) -> list[bytes]:
+        """Run the operations in order (worker thread); stop after a server-side failure."""
+        results: list[bytes] = []
+        for op in planned:
+            reply, stop = self._run_one(op)
+            results.append(_encode(reply))
+            if stop:
+                break  # the client sends the rest again, one by one, with their keys
+        return results
+
+    def _run_one(self, op: _Planned) -> tuple[Reply, bool]:
+        try:
+            return self._dispatch(op), False
+        except HTTPError as exc:
+            return _error_reply(exc.status_code, exc.message, exc.detail), False
+        except sa.exc.DataError as exc:
+            message = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+            return _error_reply(400, f"The database rejected the request: {message}"), False
+        except (sa.exc.OperationalError, sa.exc.TimeoutError):
+            return _error_reply(503, "The database is busy or unavailable; retry shortly"), True
+        except Exception:
+            logger.exception("unexpected error in a batch operation on %s", op.key)
+            return _error_reply(500, "Internal server error; the failure was logged"), True
+
+    def _dispatch(self, op: _Planned) -> Reply:
+        """The single request's checks and service call, in the single request's order."""
+        method = op.request.method
+        state = self.service.schema.cached(op.key)
+        operation = "insert" if op.item_id is None else _ACCESS.get(method, "update")
+        self.service.access(state).check(operation, op.request.state.principal)
+        skip = state.config.skip_version_check if state is not None else False
+        version = api_version(op.request, skip_check=skip)
+        if (method == "PUT" and version is ApiVersion.V2) or (
+            method == "POST" and op.item_id is not None and version is ApiVersion.V3
+        ):
+            raise MethodNotAllowed(f"{method} is not a protocol {version.header_value} verb here")
+        body = op.body
+        if body is None:
+            if op.item_id is None or method in ("PATCH", "PUT"):
+                raise BadRequest("The request body is empty: send a JSON object")
+            body = {}
+        write = WriteRequest(
+            request=op.request,
+            key=op.key,
+            version=version,
+            item_id=op.item_id,
+            body=body,
+            pre=preconditions(op.request),
+            include_deleted=include_deleted(op.request),
+            idempotency_key=_scoped_key(
+                op.request, check_key(op.request.headers.get(IDEMPOTENCY_HEADER))
+            ),
+        )
+        return self._action(method, op.item_id)(write)
+
+    def _action(self, method: str, item_id: str | None) -> Callable[[WriteRequest], Reply]:
+        service = self.service
+        if item_id is None:
+            return service.insert
+        actions: dict[str, Callable[[WriteRequest], Reply]] = {
+            "PATCH": functools.partial(service.update, replace_all=False),
+            "PUT": functools.partial(service.update, replace_all=True),
+            "DELETE": service.delete,
+            "POST": service.undelete,
+        }
+        return actions[method]
+
+
+def _plan_one(request: Request, index: int, op: Any) -> _Planned:
+    where = f"operations[{index}]"
+    if not isinstance(op, dict):
+        raise BadRequest(f"{where} must be an object")
+    method, table, item_id = op.get("method"), op.get("table"), op.get("id")
+    headers, body = op.get("headers", {}), op.get("body")
+    if method not in _METHODS:
+        raise BadRequest(f"{where}.method must be one of POST, PATCH, PUT, DELETE")
+    if not isinstance(table, str) or not table:
+        raise BadRequest(f"{where}.table must be a table name")
+    if item_id is not None and not isinstance(item_id, str):
+        raise BadRequest(f"{where}.id must be a string")
+    if item_id is None and method != "POST":
+        raise BadRequest(f"{where}: {method} needs an id")
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise BadRequest(f"{where}.headers must be an object of strings")
+    if body is not None and not isinstance(body, dict):
+        raise BadRequest(f"{where}.body must be an object")
+    if item_id is not None:
+        try:
+            checked_id(item_id)
+        except BadRequest as exc:
+            raise BadRequest(f"{where}: {exc.message}") from None
+    sub = _sub_request(request, method, headers)
+    return _Planned(sub, table.lower(), item_id, body)
+
+
+def _sub_request(request: Request, method: str, headers: Mapping[str, str]) -> Request:
+    """The request an operation would have been: the batch's headers plus its own."""
+    own = {name.lower(): value for name, value in headers.items()}
+    kept = [
+        (name, value)
+        for name, value in request.scope["headers"]
+        if name.decode("latin-1") not in _OP_HEADERS
+        and name.decode("latin-1") not in ("content-length", "content-encoding")
+    ]
+    for name in _OP_HEADERS:
+        if name in own:
+            kept.append((name.encode("latin-1"), own[name].encode("utf-8")))
+    # The scope is copied shallowly: "state" (the authenticated principal) is shared.
+    return Request({**request.scope, "method": method, "headers": kept})
+
+
+def _encode(reply: Reply) -> bytes:
+    head = dumps({"status": reply.status, "headers": reply.headers})
+    if reply.body is None:
+        return head
+    return head[:-1] + b',"body":' + reply.body + b"}"
+
+
+def _error_reply(status: int, message: str, detail: Mapping[str, Any] | None = None) -> Reply:
+    return Reply(status, dumps({"status": status, "error": message, **(detail or {})}))
+
+
+class AdvertiseBatch:
+    """ASGI middleware: every ``/tables`` response names the batch limit in a header.
+
+    Clients learn of the extension from whatever response they get first, without a probe;
+    servers without it never send the header, so their clients never batch.
+    """
+
+    def __init__(self, app: ASGIApp, max_operations: int) -> None:
+        self.app = app
+        self.value = str(max_operations).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the header on ``/tables`` responses."""
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/tables"):
+            await self.app(scope, receive, send)
+            return
+
+        async def advertise(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-tablesync-batch" for name, _ in headers):
+                    headers.append((b"x-tablesync-batch", self.value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, advertise)
