@@ -283,3 +283,51 @@ def test_anonymous_callers_get_401(probed: TestClient, method: str, path: str) -
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert not leaks(response)
     assert snapshot(probed) == before
+
+
+def _batch(client: TestClient, headers: dict[str, str], operations: list[Any]) -> Any:
+    return client.post("/tables/$batch", json={"operations": operations}, headers=headers)
+
+
+FOREIGN_BATCH = [
+    {"method": "PATCH", "table": "notes", "id": "a1", "body": {"text": "hijacked"}},
+    {"method": "PUT", "table": "notes", "id": "a2", "body": {"id": "a2", "text": "hijacked"}},
+    {"method": "DELETE", "table": "notes", "id": "a1", "headers": {"If-Match": "*"}},
+    {"method": "PATCH", "table": "notes", "id": "a4", "body": {"deleted": False}},
+    {"method": "POST", "table": "notes", "body": {"id": "a1", "text": "dup"}},
+]
+
+
+def test_batch_operations_on_foreign_rows_change_and_reveal_nothing(probed: TestClient) -> None:
+    before = snapshot(probed)
+    response = _batch(probed, bearer("bob"), FOREIGN_BATCH)
+    assert response.status_code == 200, response.text
+    statuses = [result["status"] for result in response.json()["results"]]
+    assert statuses[:4] == [404, 404, 404, 404][: len(statuses)]
+    assert all(status in (400, 404) for status in statuses)
+    assert not leaks(response)
+    assert snapshot(probed) == before
+
+
+def test_anonymous_batches_are_refused(probed: TestClient) -> None:
+    before = snapshot(probed)
+    response = _batch(probed, V3, FOREIGN_BATCH)
+    if response.status_code == 200:
+        assert {result["status"] for result in response.json()["results"]} <= {401}
+    else:
+        assert response.status_code == 401
+    assert not leaks(response)
+    assert snapshot(probed) == before
+
+
+def test_openapi_declares_security_per_operation(probed: TestClient) -> None:
+    document = probed.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"]["scheme"] == "bearer"
+    assert schemes["zumoAuth"]["name"] == "X-ZUMO-AUTH"
+    assert schemes["apiKey"]["name"] == "X-API-Key"
+    notes, catalogue = document["paths"]["/tables/notes"], document["paths"]["/tables/catalogue"]
+    assert notes["get"]["security"] and "401" in notes["get"]["responses"]
+    assert "security" not in catalogue["get"]  # read="anyone"
+    assert catalogue["post"]["security"] and "403" in catalogue["post"]["responses"]
+    assert document["paths"]["/tables/notes/{id}"]["delete"]["security"]

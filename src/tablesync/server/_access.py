@@ -146,3 +146,49 @@ def access_from_mapping(settings: Mapping[str, Any], where: str) -> Access:
         if not isinstance(value, str):
             raise ServerConfigError(f"{where}: {key} must be a string")
     return Access(**dict(settings))
+
+
+_METHOD_OPERATIONS: dict[tuple[bool, str], Operation] = {
+    (False, "get"): "read",
+    (False, "post"): "insert",
+    (True, "get"): "read",
+    (True, "patch"): "update",
+    (True, "put"): "update",
+    (True, "post"): "update",
+    (True, "delete"): "delete",
+}
+_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "zumoAuth": {"type": "apiKey", "in": "header", "name": "X-ZUMO-AUTH"},
+}
+_UNAUTHORIZED = {"description": "Missing or invalid credentials", "content": {}}
+_FORBIDDEN = {"description": "The caller may not do this", "content": {}}
+
+
+def secure_openapi(
+    document: dict[str, Any], access_of: Mapping[str, Access], api_key_header: str | None
+) -> dict[str, Any]:
+    """``document`` with security schemes, and per-operation requirements from ``access_of``.
+
+    ``access_of`` maps each path's table name to its access; operations open to ``anyone``
+    list no requirement.
+    """
+    schemes = dict(_SCHEMES)
+    if api_key_header is not None:
+        schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": api_key_header}
+    requirement: list[dict[str, list[str]]] = [{name: []} for name in schemes]
+    document.setdefault("components", {})["securitySchemes"] = schemes
+    for path, methods in document.get("paths", {}).items():
+        parts = path.split("/")
+        access = access_of.get(parts[2]) if len(parts) > 2 and parts[1] == "tables" else None
+        if access is None:
+            continue
+        for method, operation in methods.items():
+            kind = _METHOD_OPERATIONS.get((len(parts) > 3, method))
+            if kind is None or getattr(access, kind) == ANYONE:
+                continue
+            operation["security"] = requirement
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", _UNAUTHORIZED)
+            responses.setdefault("403", _FORBIDDEN)
+    return document

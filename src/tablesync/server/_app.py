@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._exceptions import ODataSyntaxError, QueryError, ServerConfigError
-from ._access import Access
-from ._auth import Authenticator
+from ._access import Access, secure_openapi
+from ._auth import Authenticator, api_key_header
 from ._batch import DEFAULT_MAX_OPERATIONS, AdvertiseBatch, BatchEndpoint
 from ._config import ServerConfig, Table, resolve_tables
 from ._endpoints import Endpoints
@@ -186,7 +186,13 @@ def _starlette(
     batch = [Route("/tables/$batch", BatchEndpoint(endpoints, max_batch).handle, methods=["POST"])]
 
     async def openapi(_request: Request) -> Response:
-        return JSONResponse(openapi_document(service.schema.states()))
+        states = service.schema.states()
+        document = openapi_document(states)
+        auth = service.settings.auth
+        if auth is not None:
+            access_of = {state.config.name: service.access(state) for state in states}
+            document = secure_openapi(document, access_of, api_key_header(auth))
+        return JSONResponse(document)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -318,3 +318,12 @@ class AnyAuth:
             if found is not None:
                 return found
         return None
+
+
+def api_key_header(auth: Authenticator) -> str | None:
+    """The API-key header ``auth`` reads (for the OpenAPI document), if it takes API keys."""
+    if isinstance(auth, ApiKeyAuth):
+        return auth.header
+    if isinstance(auth, AnyAuth):
+        return next(filter(None, map(api_key_header, auth.authenticators)), None)
+    return None
