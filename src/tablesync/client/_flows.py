@@ -10,7 +10,7 @@ responses and no network at all. The push follows protocol.md §7.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -30,6 +30,15 @@ from ..protocol import (
     dumps,
     parse_datetime,
     strip_system_properties,
+)
+from ._batching import (
+    batch_entry,
+    batch_request,
+    batch_responses,
+    batch_size,
+    drive,
+    note_batch_support,
+    resume,
 )
 from ._conflicts import OperationFlow, OperationOutcome, PushOperation, Sender, SyncHandler
 from ._http import (
@@ -71,21 +80,49 @@ def push_flow(
     the current operation left queued, to be resumed by the next push.
     """
     total = _pending(context, tables)
-    status, cause, completed, attempted, after = PushStatus.COMPLETE, None, 0, 0, 0
+    tally = _Tally(progress, total)
+    status, cause, after = PushStatus.COMPLETE, None, 0
     report(progress, SyncProgress(SyncPhase.PUSH, None, 0, total))
     while True:
         try:
-            op = context.next_operation(after, tables)
-            if op is None:
+            ops = _next_operations(context, after, tables, batch_size(builder, handler))
+            if not ops:
                 break
-            after = op.sequence
-            completed += yield from _push_one(context, builder, handler, op)
+            after = ops[-1].sequence
+            if len(ops) == 1:
+                tally.done(ops[0], (yield from _push_one(context, builder, handler, ops[0])))
+            else:
+                yield from _push_batch(context, builder, handler, ops, tally)
         except Exception as exc:
             status, cause = _abort_status(exc), exc
             break
-        attempted += 1
-        report(progress, SyncProgress(SyncPhase.PUSH, op.table, attempted, total))
-    return _finish_push(context, handler, status, completed, cause)
+    return _finish_push(context, handler, status, tally.completed, cause)
+
+
+class _Tally:
+    """Counts pushed operations and reports progress after each."""
+
+    def __init__(self, progress: ProgressCallback | None, total: int) -> None:
+        self.progress, self.total = progress, total
+        self.completed = self.attempted = 0
+
+    def done(self, op: Operation, ok: bool) -> None:
+        self.completed += ok
+        self.attempted += 1
+        report(self.progress, SyncProgress(SyncPhase.PUSH, op.table, self.attempted, self.total))
+
+
+def _next_operations(
+    context: SyncContext, after: int, tables: list[str] | None, limit: int
+) -> list[Operation]:
+    ops: list[Operation] = []
+    while len(ops) < limit:
+        op = context.next_operation(after, tables)
+        if op is None:
+            break
+        ops.append(op)
+        after = op.sequence
+    return ops
 
 
 def _pending(context: SyncContext, tables: list[str] | None) -> int:
@@ -103,28 +140,121 @@ def _abort_status(exc: Exception) -> PushStatus:
 
 def _push_one(
     context: SyncContext, builder: RequestBuilder, handler: SyncHandler, op: Operation
-) -> Generator[httpx.Request, httpx.Response, int]:
-    """Push one operation; 1 if the server took it, else 0 (error recorded)."""
+) -> Generator[httpx.Request, httpx.Response, bool]:
+    """Push one operation; True if the server took it, else False (error recorded)."""
+    started = _start(context, builder, handler, op)
+    if started is None:
+        return False
+    outcome = yield from started.flow
+    return _settle(context, handler, started, outcome)
+
+
+@dataclass(slots=True)
+class _Started:
+    """An operation marked ATTEMPTED, with its handler flow (not yet started)."""
+
+    op: Operation
+    item: dict[str, Any] | None
+    flow: OperationFlow
+    batchable: bool
+    first: httpx.Request | None = None
+    returned: Any = None
+
+
+def _start(
+    context: SyncContext, builder: RequestBuilder, handler: SyncHandler, op: Operation
+) -> _Started | None:
+    """Mark ``op`` ATTEMPTED and wrap it in the handler; ``None`` if there is nothing to send."""
     item = context.item_for_push(op)
     if item is None and op.kind is not OperationKind.DELETE:
         # The row vanished under the queue (NC records this with no status).
         missing = {"id": op.item_id}
         context.fail_operation(op, _operation_error(op, missing, OperationOutcome(None)))
-        return 0
+        return None
     earlier = context.earlier_attempts(op)
     try:
         op = context.mark_attempted(op, item if op.kind is not OperationKind.DELETE else None)
     except QueueError:
-        return 0  # a local change cancelled the operation since it was read: nothing to send
+        return None  # a local change cancelled the operation since it was read: nothing to send
     send = operation_sender(builder, op, earlier)
-    outcome = yield from handler.execute_operation(PushOperation(op, item), send)
+    flow = handler.execute_operation(PushOperation(op, item), send)
+    # An earlier attempt's answer was lost: its follow-up may resend, so it goes on its own.
+    return _Started(op, item, flow, batchable=not earlier)
+
+
+def _settle(context: SyncContext, handler: SyncHandler, started: _Started, outcome: Any) -> bool:
     if not isinstance(outcome, OperationOutcome):
         raise UsageError(
             f"{type(handler).__name__}.execute_operation returned {outcome!r}; it must return "
             "the OperationOutcome of `yield from send(...)`"
         )
-    _record(context, op, item, outcome)
-    return 1 if outcome.ok else 0
+    _record(context, started.op, started.item, outcome)
+    return outcome.ok
+
+
+def _push_batch(
+    context: SyncContext,
+    builder: RequestBuilder,
+    handler: SyncHandler,
+    ops: Sequence[Operation],
+    tally: _Tally,
+) -> Generator[httpx.Request, httpx.Response, None]:
+    """Push consecutive operations, their first requests in one ``$batch`` where possible.
+
+    Every operation is marked ATTEMPTED and its first request built, in queue order; the
+    batchable prefix goes in one request; then each operation, in order, gets its result (or
+    is sent on its own) and is recorded exactly as after a single request. An abort leaves
+    the operations not yet recorded queued; their idempotency keys make the resend safe.
+    """
+    started: list[_Started] = []
+    try:
+        for op in ops:
+            entry = _start(context, builder, handler, op)
+            if entry is None:
+                tally.done(op, False)
+                continue
+            _first_request(entry)
+            started.append(entry)
+        answers = yield from _send_batch(builder, started)
+        for entry, answer in zip(started, answers, strict=True):
+            outcome = entry.returned
+            if entry.first is not None and answer is not None:
+                outcome = yield from resume(entry.flow, answer)
+            elif entry.first is not None:
+                outcome = yield from drive(entry.flow, entry.first)
+            tally.done(entry.op, _settle(context, handler, entry, outcome))
+    finally:
+        for entry in started:
+            entry.flow.close()
+
+
+def _first_request(entry: _Started) -> None:
+    try:
+        entry.first = next(entry.flow)
+    except StopIteration as done:
+        entry.returned = done.value  # the handler settled the operation without sending
+
+
+def _send_batch(
+    builder: RequestBuilder, started: Sequence[_Started]
+) -> Generator[httpx.Request, httpx.Response, list[httpx.Response | None]]:
+    """Send the batchable prefix of ``started`` in one request; the response each got."""
+    entries: list[Any] = []
+    for entry in started:
+        sub = None
+        if entry.batchable and entry.first is not None:
+            sub = batch_entry(builder, entry.op, entry.first)
+        if sub is None:
+            break  # the rest keep their order: sent one by one after the batch
+        entries.append(sub)
+    alone: list[httpx.Response | None] = [None] * (len(started) - len(entries))
+    if len(entries) < 2:
+        return [None] * len(started)
+    response = yield batch_request(builder, entries)
+    if response.status_code == 401:
+        raise error_for_response(response)
+    firsts = [entry.first for entry in started[: len(entries)] if entry.first is not None]
+    return batch_responses(builder, response, firsts) + alone
 
 
 def _record(
@@ -224,6 +354,7 @@ def operation_sender(
         body = dict(item) if item is not None else None
         request = _operation_request(builder, op, kind, body, key)
         response = yield request
+        note_batch_support(builder, response)
         outcome = classify(response, kind, body)
         if _is_echo(outcome, kind):
             outcome = yield from _verify_echo(builder, op, body, outcome)

@@ -70,6 +70,8 @@ class RequestBuilder:
         self.base_url = url.copy_with(path=path, query=None, fragment=None)
         self.api_version = api_version
         self.headers = dict(headers or {})
+        # Set when a tablesync server advertises the batch push extension (``_batching``).
+        self.batch_limit: int | None = None
 
     def table_url(self, table: str) -> httpx.URL:
         """``<base>/tables/<table>``."""
