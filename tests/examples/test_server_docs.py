@@ -49,3 +49,29 @@ def _close_clients(namespace: dict[str, Any]) -> None:
             value.close()
             engine = value.app.state.tablesync.schema.engine
             engine.dispose()
+
+
+def _accepted_keys() -> list[object]:
+    from tablesync.server._access import OPERATIONS
+    from tablesync.server._auth_config import _JWT_KEYS, _KEY_KEYS
+    from tablesync.server._config import _SERVER_KEYS, _TABLE_KEYS
+
+    sections = {
+        "[server]": _SERVER_KEYS,
+        "[server.auth]": {*_JWT_KEYS, *_KEY_KEYS},
+        "[tables.X]": _TABLE_KEYS,
+        "[tables.X.access]": {*OPERATIONS, "owner_column", "admin_role"},
+    }
+    return [
+        pytest.param(section, key, id=f"{section} {key}")
+        for section, keys in sections.items()
+        for key in sorted(keys)
+    ]
+
+
+@pytest.mark.parametrize(("section", "key"), _accepted_keys())
+def test_every_config_key_is_in_the_key_table(section: str, key: str) -> None:
+    rows = [line for line in DOC.read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    assert any(f"`{key}`" in row and f"`{section}`" in row for row in rows), (
+        f"docs/server.md's key table does not list {key} under {section}"
+    )
