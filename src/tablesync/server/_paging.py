@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
@@ -144,18 +145,28 @@ def parse_options(request: Request, *, max_top: int) -> QueryOptions:
     )
 
 
+# Parsed options by their exact text. Clients repeat the same texts (a pull's next links keep
+# its $filter and $orderby), and parsing in Python costs more than the rest of a small page.
+# The trees are frozen values, so sharing them between requests and threads is safe; a text
+# that fails to parse raises and is not cached.
+_PARSED_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
 def _filter(text: str | None) -> Expr | None:
     if text is None or not text.strip():
         return None
     return parse_filter(_LOST_PLUS.sub(r"\1+\2", text))
 
 
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
 def _order_by(text: str | None) -> tuple[OrderBy, ...]:
     if text is None or not text.strip():
         return ()
     return parse_orderby(text)
 
 
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
 def _select(text: str | None) -> tuple[str, ...]:
     if text is None or not text.strip():
         return ()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
-from ..odata.ast import Member, OrderBy
+from ..odata.ast import Expr, Member, OrderBy
 from ..protocol import ApiVersion, dumps, to_millis
 from . import _repository as repo
 from ._errors import BadRequest, NotFound
-from ._items import render, stamp_datetime
+from ._items import render_rows, stamp_datetime
 from ._paging import Keyset, QueryOptions, keyset_order, link_url, next_page
 from ._query import compile_filter, compile_order_by
 from ._replies import Reply
@@ -57,7 +58,7 @@ def run_query(
     if following is not None:
         after = _last_position(rows[-1]) if keyset is not None and rows else None
         link = link_url(request, options, *following, path_only=path_only, after=after)
-    items = [render(state, row, version, select) for row in rows]
+    items = render_rows(state, rows, version, select)
     return _page_reply(items, count, link, version, options)
 
 
@@ -77,7 +78,8 @@ def _after(
 
 
 def _last_position(row: Any) -> Keyset:
-    return Keyset(to_millis(row["updatedAt"]), str(row["id"]))
+    values = row._mapping
+    return Keyset(to_millis(values["updatedAt"]), str(values["id"]))
 
 
 def _page_reply(
@@ -100,17 +102,56 @@ def _where(
     table = state.table
     where: list[ColumnElement[bool]] = []
     if options.filter is not None:
-        where.append(compile_filter(options.filter, table))
+        where.append(_compiled_filter(options.filter, table))
     if not include_deleted and state.config.soft_delete:
         where.append(table.c.deleted == sa.false())
     return where
 
 
+# Compiled conditions and orderings, by the identity of the parsed tree (``_paging`` caches
+# the tree of each text, so a repeated text brings the same object) and the table. Identity,
+# not equality: equal trees can differ in what they render (``1.0m`` == ``1.00m``). The key
+# holds the tree, so its id cannot be reused while the entry lives. SQLAlchemy elements are
+# immutable and safe to share between threads; its own cache then finds the compiled SQL.
+# A table that gains columns is a new ``sa.Table``, hence a new key.
+_COMPILED_CACHE_SIZE = 512
+
+
+class _Same:
+    """A cache key equal only to a key for the very same object."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+
+def _compiled_filter(expr: Expr, table: sa.Table) -> ColumnElement[bool]:
+    return _cached_filter(_Same(expr), table)
+
+
+@functools.lru_cache(maxsize=_COMPILED_CACHE_SIZE)
+def _cached_filter(key: _Same, table: sa.Table) -> ColumnElement[bool]:
+    return compile_filter(key.value, table)  # type: ignore[arg-type]
+
+
 def _order_by(state: TableState, terms: tuple[OrderBy, ...]) -> list[ColumnElement[Any]]:
-    clauses = list(compile_order_by(terms, state.table)) if terms else []
+    return list(_cached_order_by(_Same(terms), state.table))
+
+
+@functools.lru_cache(maxsize=_COMPILED_CACHE_SIZE)
+def _cached_order_by(key: _Same, table: sa.Table) -> tuple[ColumnElement[Any], ...]:
+    terms: tuple[OrderBy, ...] = key.value  # type: ignore[assignment]
+    clauses = list(compile_order_by(terms, table)) if terms else []
     if not any(isinstance(term.expr, Member) and term.expr.name == "id" for term in terms):
-        clauses.append(state.table.c.id.asc())
-    return clauses
+        clauses.append(table.c.id.asc())
+    return tuple(clauses)
 
 
 def _resolve_select(state: TableState, names: tuple[str, ...]) -> tuple[str, ...]:

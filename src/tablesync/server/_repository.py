@@ -128,10 +128,13 @@ def query_rows(
     *,
     skip: int,
     limit: int,
-) -> list[RowMapping]:
-    """One page of rows matching ``where`` inside the view."""
+) -> list[sa.Row[Any]]:
+    """One page of rows matching ``where`` inside the view, as tuples in ``table.c`` order.
+
+    Plain rows, not mappings: the page renderer reads them by position (see ``_items``).
+    """
     stmt = sa.select(state.table).where(view, *where).order_by(*order_by).offset(skip).limit(limit)
-    return list(conn.execute(stmt).mappings().all())
+    return list(conn.execute(stmt).all())
 
 
 def count_rows(
@@ -212,11 +215,14 @@ def update(
     ``on_conflict`` a 409/412 is resolved inside this transaction instead of reported.
     """
     table = state.table
-    stamp = stamp_datetime(next_stamp(conn, state.config.key, strict=strict))
     base = [table.c.id == item_id, view]
     if not include_deleted:
         base.append(table.c.deleted == sa.false())
-    row = _update_returning(conn, table, [*base, *pre.sql(table)], changes, stamp)
+    # The statement is built before the stamp: taking the stamp locks the table's clock row
+    # until commit, and SQLAlchemy's building is the slow part of the write.
+    stmt = _update_statement(conn, table, [*base, *pre.sql(table)], changes)
+    stamp = stamp_datetime(next_stamp(conn, state.config.key, strict=strict))
+    row = _run_update(conn, table, stmt, stamp, item_id)
     if row is not None:
         return Outcome(200, row, written=True)
     current = read_row(conn, state, view, item_id, lock=True)
@@ -230,31 +236,49 @@ def update(
     resolved = on_conflict(current)
     if resolved is None:
         return Outcome(200, current, written=False)
-    row = _update_returning(
-        conn, table, [*base, table.c.version == current["version"]], resolved, stamp
-    )
+    retry = _update_statement(conn, table, [*base, table.c.version == current["version"]], resolved)
+    row = _run_update(conn, table, retry, stamp, item_id)
     return Outcome(200, row, written=True) if row else Outcome(409, current, written=False)
 
 
-def _update_returning(
+def _update_statement(
     conn: Connection,
     table: sa.Table,
     where: Sequence[ColumnElement[bool]],
     changes: dict[str, Any],
-    stamp: dt.datetime,
-) -> Row | None:
-    values = {**changes, "updatedAt": stamp, "version": new_version()}
+) -> Any:
+    """The UPDATE of ``changes``; ``updatedAt`` and ``version`` come as execute parameters.
+
+    The values of ``changes`` go in as anonymous parameters: a parameter named after its
+    column would clash with the WHERE clause's generated names for a user column such as
+    ``id_1`` or ``version_1``. The two stamped columns are reserved names, so theirs cannot.
+    """
+    values = {
+        name: _anonymous(table, name, value)
+        for name, value in changes.items()
+        if name not in _STAMPED
+    }
     stmt = table.update().where(*where).values(values)
+    return stmt.returning(*table.c) if conn.dialect.update_returning else stmt
+
+
+_STAMPED = frozenset({"updatedAt", "version"})
+
+
+def _anonymous(table: sa.Table, name: str, value: Any) -> Any:
+    column = table.c.get(name)
+    return value if column is None else sa.bindparam(None, value, type_=column.type)
+
+
+def _run_update(
+    conn: Connection, table: sa.Table, stmt: Any, stamp: dt.datetime, item_id: str
+) -> Row | None:
+    params = {"updatedAt": stamp, "version": new_version()}
     if conn.dialect.update_returning:
-        return conn.execute(stmt.returning(*table.c)).mappings().first()
-    if conn.execute(stmt).rowcount == 0:
+        return conn.execute(stmt, params).mappings().first()
+    if conn.execute(stmt, params).rowcount == 0:
         return None
-    item_id = next(clause.right.value for clause in where if _is_id_clause(clause, table))
     return conn.execute(sa.select(table).where(table.c.id == item_id)).mappings().first()
-
-
-def _is_id_clause(clause: Any, table: sa.Table) -> bool:
-    return getattr(clause, "left", None) is table.c.id
 
 
 def hard_delete(

@@ -1,0 +1,121 @@
+"""The server's fast paths give what the general ones give.
+
+Covers the caches of parsed and compiled query options (by text, then by tree identity), the
+page renderer that reads rows by position, and the UPDATE built before the clock stamp with
+its values as anonymous parameters (user columns named like SQLAlchemy's generated names).
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from tablesync._exceptions import ODataSyntaxError
+from tablesync.odata import parse_filter
+from tablesync.protocol import ApiVersion
+from tablesync.server import Table
+from tablesync.server._items import render, render_rows
+from tablesync.server._paging import _filter
+from tablesync.server._querying import _compiled_filter
+
+from .conftest import TODO_COLUMNS, V2, V3, MakeClient
+
+_AWKWARD = {"id_1": "integer", "version_1": "string", "param_1": "string", "text": "string"}
+
+
+def _fill(client: object, n: int = 6) -> None:
+    for i in range(n):
+        item = {"id": f"t{i}", "text": f"row {i}", "count": i, "price": i / 2, "done": i % 2 == 0}
+        item["due"] = f"2024-01-0{i + 1}T00:00:00.000Z"
+        item["extra"] = {"n": i}
+        response = client.post("/tables/todo", json=item, headers=V3)  # type: ignore[attr-defined]
+        assert response.status_code == 201, response.text
+
+
+def test_repeated_filter_text_gives_the_same_rows(make_client: MakeClient) -> None:
+    client = make_client()
+    _fill(client)
+    params = {"$filter": "count ge 2 and done eq true", "$orderby": "count desc"}
+    first = client.get("/tables/todo", params=params, headers=V3).json()["items"]
+    second = client.get("/tables/todo", params=params, headers=V3).json()["items"]
+    other = client.get(
+        "/tables/todo", params={**params, "$filter": "count ge 3 and done eq true"}, headers=V3
+    ).json()["items"]
+    assert [item["id"] for item in first] == ["t4", "t2"]
+    assert second == first
+    assert [item["id"] for item in other] == ["t4"]
+
+
+def test_equal_trees_that_render_differently_compile_apart() -> None:
+    # 1.0m == 1.00m as trees; a cache keyed by equality would hand one the other's element.
+    table = sa.Table("cache_probe", sa.MetaData(), sa.Column("price", sa.Numeric))
+    one = parse_filter("price eq 1.0m")
+    two = parse_filter("price eq 1.00m")
+    assert one == two
+    assert _compiled_filter(one, table) is not _compiled_filter(two, table)
+    assert _compiled_filter(one, table) is _compiled_filter(one, table)
+
+
+def test_parsed_filter_is_shared_by_text_and_errors_are_not_cached() -> None:
+    assert _filter("year gt 5") is _filter("year gt 5")
+    misses = _filter.cache_info().misses
+    for _ in range(2):
+        with pytest.raises(ODataSyntaxError):
+            _filter("year gt")
+    assert _filter.cache_info().misses == misses + 2
+
+
+def test_page_items_match_the_general_renderer(make_client: MakeClient) -> None:
+    client = make_client()
+    _fill(client, 3)
+    service = client.app.state.tablesync  # type: ignore[attr-defined]
+    state = service.schema.get("todo")
+    with service.schema.engine.connect() as conn:
+        rows = conn.execute(sa.select(state.table).order_by(state.table.c.id)).all()
+    for version in (ApiVersion.V2, ApiVersion.V3):
+        for select in ((), ("text", "deleted", "createdAt")):
+            expected = [render(state, row._mapping, version, select) for row in rows]
+            fast = render_rows(state, rows, version, select)
+            assert fast == expected
+            assert [list(item) for item in fast] == [list(item) for item in expected]
+    assert all(type(item["deleted"]) is bool for item in render_rows(state, rows, ApiVersion.V3))
+
+
+def test_v2_and_v3_pages_carry_every_field(make_client: MakeClient) -> None:
+    client = make_client()
+    _fill(client, 2)
+    v3 = client.get("/tables/todo", params={"$orderby": "id"}, headers=V3).json()["items"]
+    v2 = client.get("/tables/todo", params={"$orderby": "id"}, headers=V2).json()
+    fields = {"id", "updatedAt", "version", "deleted", *TODO_COLUMNS}
+    assert set(v3[0]) == fields
+    assert set(v2[0]) == fields | {"createdAt"}
+    assert v3[1]["extra"] == {"n": 1} and v3[1]["deleted"] is False
+    assert v3[0]["updatedAt"].endswith("Z") and len(v3[0]["updatedAt"]) == 24
+
+
+def test_dynamic_column_is_rendered_after_the_table_grows(make_client: MakeClient) -> None:
+    client = make_client([Table("todo", dynamic_schema=True)])
+    assert client.post("/tables/todo", json={"id": "a", "x": 1}, headers=V3).status_code == 201
+    params = {"$filter": "x eq 1"}
+    assert [i["x"] for i in client.get("/tables/todo", params=params, headers=V3).json()["items"]]
+    assert client.post("/tables/todo", json={"id": "b", "x": 1, "y": "new"}, headers=V3).is_success
+    items = client.get("/tables/todo", params=params, headers=V3).json()["items"]
+    assert {item["id"]: item.get("y", "missing") for item in items} == {"a": None, "b": "new"}
+
+
+def test_update_of_columns_named_like_generated_parameters(make_client: MakeClient) -> None:
+    client = make_client([Table("odd", columns=_AWKWARD)])
+    body = {"id": "a", "id_1": 1, "version_1": "v", "param_1": "p", "text": "t"}
+    created = client.post("/tables/odd", json=body, headers=V3)
+    assert created.status_code == 201, created.text
+    etag = created.headers["ETag"]
+    changes = {"id_1": 2, "version_1": "w", "param_1": "q"}
+    patched = client.patch("/tables/odd/a", json=changes, headers={**V3, "If-Match": etag})
+    assert patched.status_code == 200, patched.text
+    item = patched.json()
+    assert (item["id_1"], item["version_1"], item["param_1"], item["text"]) == (2, "w", "q", "t")
+    assert item["version"] != created.json()["version"]
+    assert item["updatedAt"] > created.json()["updatedAt"]
+    stale = client.patch("/tables/odd/a", json={"text": "x"}, headers={**V3, "If-Match": etag})
+    assert stale.status_code == 412
+    assert client.get("/tables/odd/a", headers=V3).json()["text"] == "t"
