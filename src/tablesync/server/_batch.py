@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..protocol import ApiVersion, dumps
 from ..protocol.headers import IDEMPOTENCY_HEADER
 from ._access import Operation
-from ._endpoints import Endpoints, _scoped_key
+from ._endpoints import _WRONG_VERB, Endpoints, _scoped_key
 from ._errors import BadRequest, HTTPError, MethodNotAllowed, logger
 from ._idempotency import check_key
 from ._replies import Reply
@@ -109,6 +109,8 @@ class BatchEndpoint:
     def _dispatch(self, op: _Planned) -> Reply:
         """The single request's checks and service call, in the single request's order."""
         method = op.request.method
+        if op.item_id is not None:
+            checked_id(op.item_id)
         state = self.service.schema.cached(op.key)
         operation = "insert" if op.item_id is None else _ACCESS.get(method, "update")
         self.service.access(state).check(operation, op.request.state.principal)
@@ -117,7 +119,7 @@ class BatchEndpoint:
         if (method == "PUT" and version is ApiVersion.V2) or (
             method == "POST" and op.item_id is not None and version is ApiVersion.V3
         ):
-            raise MethodNotAllowed(f"{method} is not a protocol {version.header_value} verb here")
+            raise MethodNotAllowed(_WRONG_VERB[method])
         body = op.body
         if body is None:
             if op.item_id is None or method in ("PATCH", "PUT"):
@@ -168,11 +170,6 @@ def _plan_one(request: Request, index: int, op: Any) -> _Planned:
         raise BadRequest(f"{where}.headers must be an object of strings")
     if body is not None and not isinstance(body, dict):
         raise BadRequest(f"{where}.body must be an object")
-    if item_id is not None:
-        try:
-            checked_id(item_id)
-        except BadRequest as exc:
-            raise BadRequest(f"{where}: {exc.message}") from None
     sub = _sub_request(request, method, headers)
     return _Planned(sub, table.lower(), item_id, body)
 

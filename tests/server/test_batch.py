@@ -1,0 +1,254 @@
+"""``POST /tables/$batch``: each operation answered exactly as its single request would be."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tablesync.server import Table
+
+from .conftest import TODO_COLUMNS, V2, V3, MakeClient
+
+VOLATILE = ("updatedAt", "version", "createdAt")
+
+
+def _rows(client: Any, table: str = "todo") -> list[dict[str, Any]]:
+    engine = client.app.state.tablesync.schema.engine
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT id, text, deleted FROM {table} ORDER BY id"))
+        return [dict(row._mapping) for row in rows]
+
+
+def _batch(client: Any, operations: list[Any], headers: dict[str, str] = V3) -> Any:
+    return client.post("/tables/$batch", json={"operations": operations}, headers=headers)
+
+
+def _op(method: str, item_id: str | None = None, body: Any = None, **headers: str) -> Any:
+    op: dict[str, Any] = {"method": method, "table": "todo", "headers": headers}
+    if item_id is not None:
+        op["id"] = item_id
+    if body is not None:
+        op["body"] = body
+    return op
+
+
+def _stable(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: v for k, v in body.items() if k not in VOLATILE}
+    return body
+
+
+def _single(client: Any, op: dict[str, Any], version: dict[str, str]) -> tuple[int, Any]:
+    url = "/tables/todo" + (f"/{op['id']}" if "id" in op else "")
+    response = client.request(
+        op["method"], url, json=op.get("body"), headers={**version, **op["headers"]}
+    )
+    return response.status_code, _stable(response.json()) if response.content else None
+
+
+SCRIPTS = [
+    pytest.param(
+        V3,
+        [
+            _op("POST", body={"id": "a", "text": "one"}, **{"Idempotency-Key": "k1"}),
+            _op("POST", body={"id": "a", "text": "dup"}),  # 409 with the stored row
+            _op("PUT", "a", {"id": "a", "text": "stale"}, **{"If-Match": '"nope"'}),  # 412
+            _op("PATCH", "a", {"text": "two"}),
+            _op("DELETE", "missing"),  # 404
+            _op("POST", body={"id": "b", "text": "three"}),
+            _op("DELETE", "b"),  # 204, soft
+            _op("PATCH", "b", {"text": "gone"}),  # 410 in v3
+            _op("PATCH", "a", {"count": "not a number"}),  # 400
+            _op("POST", "a", {}),  # 405: undelete is a v2 verb
+            _op("PUT", "bad id!", {"text": "x"}),  # 400 id rules
+        ],
+        id="v3",
+    ),
+    pytest.param(
+        V2,
+        [
+            _op("POST", body={"id": "a", "text": "one"}),
+            _op("PATCH", "a", {"text": "stale", "version": "bm9wZQ=="}),  # 412 (body version)
+            _op("PUT", "a", {"text": "x"}),  # 405: PUT is a v3 verb
+            _op("DELETE", "a"),
+            _op("POST", "a"),  # undelete
+            _op("PATCH", "a", {"text": "back"}),
+        ],
+        id="v2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("version", "operations"), SCRIPTS)
+def test_a_batch_answers_like_the_same_requests_one_by_one(
+    make_client: MakeClient, version: dict[str, str], operations: list[Any]
+) -> None:
+    single_app = make_client()
+    expected = [_single(single_app, op, version) for op in operations]
+    batch_app = make_client(database=f"sqlite:///{_tmp_db(single_app)}")
+    response = _batch(batch_app, operations, version)
+    assert response.status_code == 200
+    assert response.headers["x-tablesync-batch"] == "100"
+    results = response.json()["results"]
+    got = [(r["status"], _stable(r["body"]) if "body" in r else None) for r in results]
+    assert got == expected
+    assert _rows(batch_app) == _rows(single_app)
+
+
+def _tmp_db(client: Any) -> str:
+    # A second database beside the first (the fixture's may be PostgreSQL: use a SQLite file).
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="batch-") + "/batch.db"
+
+
+def test_conflict_results_carry_the_entity_and_its_etag(client: Any) -> None:
+    client.post("/tables/todo", json={"id": "c", "text": "server"}, headers=V3)
+    ops = [
+        _op("PUT", "c", {"id": "c", "text": "mine"}, **{"If-Match": '"old"'}),
+        _op("POST", body={"id": "c", "text": "again"}),
+        _op("POST", body={"id": "d", "text": "after the conflicts"}),
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [412, 409, 201]
+    for conflict in results[:2]:
+        assert conflict["body"]["text"] == "server"
+        assert conflict["headers"]["ETag"] == f'"{conflict["body"]["version"]}"'
+    assert results[2]["headers"]["Location"].endswith("/tables/todo/d")
+    assert [row["text"] for row in _rows(client)] == ["server", "after the conflicts"]
+
+
+def test_operations_run_in_order(client: Any) -> None:
+    ops = [
+        _op("POST", body={"id": "o", "text": "1"}),
+        _op("PATCH", "o", {"text": "2"}),
+        _op("PATCH", "o", {"text": "3"}),
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["body"]["text"] for r in results] == ["1", "2", "3"]
+    stamps = [r["body"]["updatedAt"] for r in results]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3
+    assert _rows(client)[0]["text"] == "3"
+
+
+def test_a_repeated_batch_replays_every_result_and_writes_nothing_new(client: Any) -> None:
+    ops = [
+        _op("POST", body={"id": f"r{n}", "text": str(n)}, **{"Idempotency-Key": f"key-{n}"})
+        for n in range(5)
+    ]
+    first = _batch(client, ops).json()["results"]
+    again = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in again] == [201] * 5
+    assert [r["body"] for r in again] == [r["body"] for r in first]
+    assert all(r["headers"]["Idempotent-Replayed"] == "true" for r in again)
+    assert len(_rows(client)) == 5
+
+
+def test_a_lost_batch_retried_as_single_requests_replays_each(client: Any) -> None:
+    created = client.post("/tables/todo", json={"id": "s", "text": "a"}, headers=V3)
+    ops = [
+        _op("POST", body={"id": "t", "text": "new"}, **{"Idempotency-Key": "ins"}),
+        _op(
+            "PUT",
+            "s",
+            {"id": "s", "text": "b"},
+            **{"Idempotency-Key": "upd"},
+            **{"If-Match": created.headers["etag"]},
+        ),
+    ]
+    first = _batch(client, ops).json()["results"]
+    insert = client.post("/tables/todo", json=ops[0]["body"], headers={**V3, **ops[0]["headers"]})
+    update = client.put("/tables/todo/s", json=ops[1]["body"], headers={**V3, **ops[1]["headers"]})
+    assert (insert.status_code, update.status_code) == (201, 200)  # not 409 / 412
+    assert insert.json() == first[0]["body"] and update.json() == first[1]["body"]
+    assert len(_rows(client)) == 2
+
+
+MALFORMED = [
+    pytest.param([], id="empty"),
+    pytest.param({"operations": "x"}, id="not-a-list"),
+    pytest.param({"operations": [{"method": "GET", "table": "todo", "id": "a"}]}, id="get"),
+    pytest.param({"operations": [{"method": "POST"}]}, id="no-table"),
+    pytest.param({"operations": [{"method": "PATCH", "table": "todo"}]}, id="no-id"),
+    pytest.param({"operations": [{"method": "PATCH", "table": "todo", "id": 5}]}, id="int-id"),
+    pytest.param({"operations": [{"method": "POST", "table": "todo", "body": [1]}]}, id="body"),
+    pytest.param(
+        {"operations": [{"method": "POST", "table": "todo", "headers": {"If-Match": 1}}]},
+        id="header-value",
+    ),
+    pytest.param({"operations": ["POST"]}, id="op-not-object"),
+]
+
+
+@pytest.mark.parametrize("tail", MALFORMED)
+def test_a_malformed_batch_is_a_400_and_writes_nothing(client: Any, tail: Any) -> None:
+    # A valid operation first: it must not run either.
+    good = _op("POST", body={"id": "g", "text": "x"})
+    if isinstance(tail, dict) and isinstance(tail.get("operations"), list):
+        body: Any = {"operations": [good, *tail["operations"]]}
+    else:
+        body = tail
+    response = client.post("/tables/$batch", json=body, headers=V3)
+    assert response.status_code == 400
+    assert response.json()["status"] == 400 and response.json()["error"]
+    assert _rows(client) == []
+
+
+def test_not_json_is_a_400(client: Any) -> None:
+    response = client.post(
+        "/tables/$batch", content=b"{no", headers={**V3, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+def test_the_operation_limit_is_enforced_and_configurable(make_client: MakeClient) -> None:
+    client = make_client(max_batch_operations=3)
+    ops = [_op("POST", body={"id": f"l{n}"}) for n in range(4)]
+    too_many = _batch(client, ops)
+    assert too_many.status_code == 400 and "limit is 3" in too_many.json()["error"]
+    assert _rows(client) == []
+    assert _batch(client, ops[:3]).status_code == 200
+    assert client.get("/tables/todo", headers=V3).headers["x-tablesync-batch"] == "3"
+
+
+def test_the_extension_can_be_turned_off(make_client: MakeClient) -> None:
+    client = make_client(max_batch_operations=0)
+    assert "x-tablesync-batch" not in client.get("/tables/todo", headers=V3).headers
+    response = _batch(client, [_op("POST", body={"id": "z"})])
+    assert response.status_code == 404  # "$batch" is then just a table that does not exist
+    assert _rows(client) == []
+
+
+def test_the_api_version_is_required(client: Any) -> None:
+    response = _batch(client, [_op("POST", body={"id": "v"})], headers={})
+    assert response.status_code == 400 and "API version" in response.json()["error"]
+    assert _rows(client) == []
+
+
+def test_every_tables_response_advertises_the_batch_limit(client: Any) -> None:
+    assert client.get("/tables/todo", headers=V3).headers["x-tablesync-batch"] == "100"
+    assert client.get("/tables/nope", headers=V3).headers["x-tablesync-batch"] == "100"
+    assert "x-tablesync-batch" not in client.get("/health").headers
+
+
+def test_unknown_tables_and_hooks_behave_as_single_requests(make_client: MakeClient) -> None:
+    seen: list[str] = []
+
+    def hook(_request: Any, values: dict[str, Any]) -> dict[str, Any]:
+        seen.append(values["id"])
+        return {**values, "text": "hooked"}
+
+    client = make_client([Table("todo", columns=TODO_COLUMNS, insert_hook=hook)])
+    results = _batch(
+        client,
+        [
+            _op("POST", body={"id": "h1", "text": "x"}),
+            {"method": "POST", "table": "nosuch", "body": {"id": "n"}},
+            _op("POST", body={"id": "h2", "text": "y"}),
+        ],
+    ).json()["results"]
+    assert [r["status"] for r in results] == [201, 404, 201]
+    assert seen == ["h1", "h2"]
+    assert [row["text"] for row in _rows(client)] == ["hooked", "hooked"]
