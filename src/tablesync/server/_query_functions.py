@@ -270,12 +270,30 @@ def _round_postgresql(element: round_half_away, compiler: SQLCompiler, **kw: Any
     return f"round(CAST({element.sql_args(compiler, **kw)[0]} AS NUMERIC))"
 
 
-class date_part(_Function):
+class _UtcFunction(_Function):
+    """A function of one timestamp that PostgreSQL may first have to convert to UTC.
+
+    ``utc`` says the value is a time-zone-aware timestamp that PostgreSQL must convert to UTC
+    first (it would otherwise use the session's time zone).
+    """
+
+    inherit_cache = False
+
+    def __init__(self, value: Any, *, utc: bool) -> None:
+        super().__init__(value)
+        self.utc = utc
+
+
+def _utc_value_postgresql(element: _UtcFunction, compiler: SQLCompiler, **kw: Any) -> str:
+    """The SQL of ``element``'s timestamp argument, converted to UTC where it is zone-aware."""
+    value = element.sql_args(compiler, **kw)[0]
+    return f"({value} AT TIME ZONE 'UTC')" if element.utc else value
+
+
+class date_part(_UtcFunction):
     """An integer part (year ... second) of a timestamp, read in UTC.
 
-    Construct with ``date_part(field, value, utc=...)``; ``utc`` says the value is a
-    time-zone-aware timestamp that PostgreSQL must convert to UTC first (it would otherwise use
-    the session's time zone).
+    Construct with ``date_part(field, value, utc=...)``.
     """
 
     type = sa.Integer()
@@ -283,9 +301,8 @@ class date_part(_Function):
     inherit_cache = False
 
     def __init__(self, field: str, value: Any, *, utc: bool) -> None:
-        super().__init__(value)
+        super().__init__(value, utc=utc)
         self.field = field
-        self.utc = utc
 
 
 @compiles(date_part)
@@ -296,9 +313,7 @@ def _date_part_sqlite(element: date_part, compiler: SQLCompiler, **kw: Any) -> s
 
 @compiles(date_part, "postgresql")
 def _date_part_postgresql(element: date_part, compiler: SQLCompiler, **kw: Any) -> str:
-    value = element.sql_args(compiler, **kw)[0]
-    if element.utc:
-        value = f"({value} AT TIME ZONE 'UTC')"
+    value = _utc_value_postgresql(element, compiler, **kw)
     # EXTRACT(SECOND ...) includes the fraction: floor it, as OData's second() does.
     return f"CAST(floor(EXTRACT({element.field.upper()} FROM {value})) AS INTEGER)"
 
@@ -310,16 +325,12 @@ def _date_part_mysql(element: date_part, compiler: SQLCompiler, **kw: Any) -> st
     return f"EXTRACT({element.field.upper()} FROM {value})"
 
 
-class utc_date(_Function):
+class utc_date(_UtcFunction):
     """The UTC calendar date of a timestamp."""
 
     type = sa.Date()
     name = "utc_date"
     inherit_cache = False
-
-    def __init__(self, value: Any, *, utc: bool) -> None:
-        super().__init__(value)
-        self.utc = utc
 
 
 @compiles(utc_date)
@@ -329,22 +340,16 @@ def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> st
 
 @compiles(utc_date, "postgresql")
 def _utc_date_postgresql(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
-    value = element.sql_args(compiler, **kw)[0]
-    if element.utc:
-        value = f"({value} AT TIME ZONE 'UTC')"
+    value = _utc_value_postgresql(element, compiler, **kw)
     return f"CAST({value} AS DATE)"
 
 
-class utc_time(_Function):
+class utc_time(_UtcFunction):
     """The UTC time of day of a timestamp, comparable with a bound ``sa.Time`` value."""
 
     type = sa.Time()
     name = "utc_time"
     inherit_cache = False
-
-    def __init__(self, value: Any, *, utc: bool) -> None:
-        super().__init__(value)
-        self.utc = utc
 
 
 @compiles(utc_time)
@@ -358,9 +363,7 @@ def _utc_time_sqlite(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str
 
 @compiles(utc_time, "postgresql")
 def _utc_time_postgresql(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
-    value = element.sql_args(compiler, **kw)[0]
-    if element.utc:
-        value = f"({value} AT TIME ZONE 'UTC')"
+    value = _utc_value_postgresql(element, compiler, **kw)
     return f"CAST({value} AS TIME)"
 
 
