@@ -7,13 +7,16 @@ its values as anonymous parameters (user columns named like SQLAlchemy's generat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from tablesync._exceptions import ODataSyntaxError
 from tablesync.odata import parse_filter
-from tablesync.protocol import ApiVersion
+from tablesync.protocol import ApiVersion, dumps
 from tablesync.server import Table
+from tablesync.server import _repository as repo
 from tablesync.server._items import render, render_rows
 from tablesync.server._paging import _filter
 from tablesync.server._querying import _compiled_filter
@@ -70,15 +73,52 @@ def test_page_items_match_the_general_renderer(make_client: MakeClient) -> None:
     _fill(client, 3)
     service = client.app.state.tablesync  # type: ignore[attr-defined]
     state = service.schema.get("todo")
+    table = state.table
     with service.schema.engine.connect() as conn:
-        rows = conn.execute(sa.select(state.table).order_by(state.table.c.id)).all()
+        general = conn.execute(sa.select(table).order_by(table.c.id)).all()
+        page = repo.query_rows(conn, state, sa.true(), [], [table.c.id], skip=0, limit=10)
+    assert len(page) == 3
     for version in (ApiVersion.V2, ApiVersion.V3):
-        for select in ((), ("text", "deleted", "createdAt")):
-            expected = [render(state, row._mapping, version, select) for row in rows]
-            fast = render_rows(state, rows, version, select)
-            assert fast == expected
-            assert [list(item) for item in fast] == [list(item) for item in expected]
-    assert all(type(item["deleted"]) is bool for item in render_rows(state, rows, ApiVersion.V3))
+        for select in ((), ("text", "deleted", "createdAt", "due")):
+            expected = [render(state, row._mapping, version, select) for row in general]
+            # Byte-identical on the wire, field order included.
+            assert dumps(render_rows(state, page, version, select)) == dumps(expected)
+    assert all(type(item["deleted"]) is bool for item in render_rows(state, page, ApiVersion.V3))
+
+
+@pytest.mark.parametrize(
+    ("stored", "wire"),
+    [
+        pytest.param("2024-01-02T03:04:05.678Z", "2024-01-02T03:04:05.678Z", id="canonical"),
+        pytest.param("2024-01-02T03:04:05.6Z", "2024-01-02T03:04:05.600Z", id="short-fraction"),
+        pytest.param("2024-01-02T05:04:05.678+02:00", "2024-01-02T03:04:05.678Z", id="offset"),
+        pytest.param("2024-01-02 03:04:05", "2024-01-02T03:04:05.000Z", id="space-no-fraction"),
+    ],
+)
+def test_stored_sqlite_text_is_sent_in_wire_form(tmp_path: Path, stored: str, wire: str) -> None:
+    from starlette.testclient import TestClient
+
+    from tablesync.server import create_app
+
+    table = Table("todo", columns=TODO_COLUMNS, page_size=1)
+    app = create_app(f"sqlite:///{tmp_path / 'raw.db'}", [table])
+    with TestClient(app) as client:
+        _fill(client, 2)
+        with app.state.tablesync.schema.engine.begin() as conn:
+            conn.exec_driver_sql(
+                'UPDATE todo SET "updatedAt" = ?, due = ? WHERE id = ?', (stored, stored, "t0")
+            )
+        params = {"$orderby": "updatedAt"}
+        first = client.get("/tables/todo", params=params, headers=V3).json()
+        assert (first["items"][0]["updatedAt"], first["items"][0]["due"]) == (wire, wire)
+        if stored == wire:
+            # Only canonical text sorts as time does; the server never stores anything else.
+            assert first["items"][0]["id"] == "t0"
+            second = client.get(first["nextLink"], headers=V3).json()
+            assert [item["id"] for item in second["items"]] == ["t1"]
+        params = {"$select": "due", "$filter": "id eq 't0'"}
+        selected = client.get("/tables/todo", params=params, headers=V2).json()
+        assert [(item["id"], item["due"]) for item in selected] == [("t0", wire)]
 
 
 def test_v2_and_v3_pages_carry_every_field(make_client: MakeClient) -> None:

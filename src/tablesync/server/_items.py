@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol import ApiVersion, is_valid_id, parse_datetime
+from ..protocol import ApiVersion, format_datetime, is_valid_id, parse_datetime
 from ._config import ColumnType, is_valid_column_name
 from ._errors import BadRequest
 from ._schema import TableState
+from ._types import UtcDateTime
 
 _SYSTEM = frozenset({"createdat", "updatedat", "version", "deleted"})
 _INT64 = (-(2**63), 2**63 - 1)
@@ -243,20 +244,24 @@ def render_rows(
     version: ApiVersion,
     select: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """The wire form of a page of rows read with ``select(state.table)``.
+    """The wire form of a page of rows read by ``_repository.query_rows``.
 
     Gives what :func:`render` gives for each row, but reads the rows (``sa.Row`` tuples in
     ``table.c`` order) by position: a mapping lookup per field was a third of the per-row cost
-    of a page (docs/benchmarks.md). ``$select`` pages, rarer, take the general path.
+    of a page (docs/benchmarks.md). Timestamps leave as wire text; SQLite's rows carry them as
+    the stored text, sent as it is when it is already canonical. ``$select`` pages, rarer,
+    take the general path.
     """
     layout = None if select else _layout(state.table, tuple(state.kinds), version)
     if layout is None:
-        return [render(state, row._mapping, version, select) for row in rows]
-    names, pick = layout
+        return [_wire_times(state, render(state, row._mapping, version, select)) for row in rows]
+    names, pick, times = layout
     items = []
     for row in rows:
         item = dict(zip(names, pick(row), strict=True))
         item["deleted"] = bool(item["deleted"])
+        for name in times:
+            item[name] = wire_time(item[name])
         items.append(item)
     return items
 
@@ -264,8 +269,8 @@ def render_rows(
 @functools.lru_cache(maxsize=256)
 def _layout(
     table: Any, columns: tuple[str, ...], version: ApiVersion
-) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] | None:
-    """The field names of a full item, in :func:`render`'s order, and their row positions.
+) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], tuple[str, ...]] | None:
+    """A full item's field names in :func:`render`'s order, their row positions, its times.
 
     ``None`` when the table lacks one of them (:func:`render` sends such a field as null).
     """
@@ -274,7 +279,32 @@ def _layout(
     names = (*system, "updatedAt", "version", "deleted", *columns)
     if any(name not in positions for name in names):
         return None
-    return names, operator.itemgetter(*(positions[name] for name in names))
+    times = tuple(name for name in names if _is_time(table.c[name]))
+    return names, operator.itemgetter(*(positions[name] for name in names)), times
+
+
+def _is_time(column: Any) -> bool:
+    return isinstance(column.type, UtcDateTime)
+
+
+def _wire_times(state: TableState, item: dict[str, Any]) -> dict[str, Any]:
+    for name, value in item.items():
+        if name in state.table.c and _is_time(state.table.c[name]):
+            item[name] = wire_time(value)
+    return item
+
+
+# The canonical wire form, as ``protocol.dates`` writes it (and so as SQLite stores it).
+_WIRE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
+
+
+def wire_time(value: Any) -> str | None:
+    """A timestamp (a datetime, or stored text) in its wire form."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if _WIRE_TIME.fullmatch(value) else format_datetime(parse_datetime(value))
+    return format_datetime(value)
 
 
 def stamp_datetime(millis: int) -> dt.datetime:

@@ -10,7 +10,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
 from ..odata.ast import Expr, Member, OrderBy
-from ..protocol import ApiVersion, dumps, to_millis
+from ..protocol import ApiVersion, dumps, parse_datetime, to_millis
 from . import _repository as repo
 from ._errors import BadRequest, NotFound
 from ._items import render_rows, stamp_datetime
@@ -79,7 +79,9 @@ def _after(
 
 def _last_position(row: Any) -> Keyset:
     values = row._mapping
-    return Keyset(to_millis(values["updatedAt"]), str(values["id"]))
+    updated = values["updatedAt"]  # stored text on SQLite (see repo.query_rows)
+    stamp = parse_datetime(updated) if isinstance(updated, str) else updated
+    return Keyset(to_millis(stamp), str(values["id"]))
 
 
 def _page_reply(
