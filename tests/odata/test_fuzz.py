@@ -29,6 +29,7 @@ from tablesync.odata.ast import (
 )
 
 from ._reference import matches
+from ._strategies import expressions
 from .conftest import BACKENDS, Runner
 
 COLUMNS = ["title", "duration", "rating", "releaseDate", "bestPictureWinner", "year", "score"]
@@ -46,27 +47,7 @@ LITERALS = st.one_of(
 LEAVES = st.one_of(LITERALS, st.sampled_from(COLUMNS).map(Member))
 
 
-def _extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
-    plain_ops = [op for op in BinaryOp if not op.is_logical]
-    return st.one_of(
-        st.builds(Unary, st.sampled_from(UnaryOp), children),
-        st.builds(Binary, st.sampled_from(plain_ops), children, children),
-        st.builds(
-            lambda op, a, b: balanced(op, [a, b]),
-            st.sampled_from([BinaryOp.AND, BinaryOp.OR]),
-            children,
-            children,
-        ),
-        st.sampled_from(sorted(set(FUNCTIONS) - {"time", "date"})).flatmap(
-            lambda name: st.lists(
-                children, min_size=FUNCTIONS[name].min_args, max_size=FUNCTIONS[name].max_args
-            ).map(lambda args, name=name: Call(name, tuple(args)))
-        ),
-        st.builds(In, children, st.lists(children, min_size=1, max_size=3).map(tuple)),
-    )
-
-
-UNTYPED = st.recursive(LEAVES, _extend, max_leaves=8)
+UNTYPED = expressions(LEAVES, functions=set(FUNCTIONS) - {"time", "date"}, max_leaves=8)
 
 
 def _typed() -> st.SearchStrategy[Expr]:

@@ -23,10 +23,11 @@ from tablesync.odata.ast import (
     LiteralKind,
     Member,
     Unary,
-    UnaryOp,
     balanced,
 )
 from tablesync.protocol import ApiVersion
+
+from ._strategies import expressions
 
 V2, V3 = ApiVersion.V2, ApiVersion.V3
 
@@ -127,27 +128,7 @@ LITERALS = st.one_of(
 LEAVES = st.one_of(LITERALS, NAMES.map(Member))
 
 
-def _extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
-    plain_ops = [op for op in BinaryOp if not op.is_logical]
-    return st.one_of(
-        st.builds(Unary, st.sampled_from(UnaryOp), children),
-        st.builds(Binary, st.sampled_from(plain_ops), children, children),
-        st.builds(
-            lambda op, a, b: balanced(op, [a, b]),
-            st.sampled_from([BinaryOp.AND, BinaryOp.OR]),
-            children,
-            children,
-        ),
-        st.sampled_from(sorted(FUNCTIONS)).flatmap(
-            lambda name: st.lists(
-                children, min_size=FUNCTIONS[name].min_args, max_size=FUNCTIONS[name].max_args
-            ).map(lambda args, name=name: Call(name, tuple(args)))
-        ),
-        st.builds(In, children, st.lists(children, min_size=1, max_size=3).map(tuple)),
-    )
-
-
-EXPRESSIONS = st.recursive(LEAVES, _extend, max_leaves=25)
+EXPRESSIONS = expressions(LEAVES, functions=FUNCTIONS, max_leaves=25)
 
 
 def _without_in(expr: Expr) -> Expr:
