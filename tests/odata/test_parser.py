@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import re
 import uuid
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,49 @@ def when(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, ms: int =
 
 
 D2001 = when(2001, 2, 3)
+
+# The instant 2001-02-03T00:00:00Z as v2 (OData v3) clients may write it: (id, literal).
+D2001_V2 = [
+    ("datetime", "datetime'2001-02-03T00:00:00.000Z'"),
+    ("datetime-no-ms", "datetime'2001-02-03T00:00:00Z'"),
+    ("datetime-no-zone", "datetime'2001-02-03T00:00:00'"),
+    ("datetime-no-seconds", "datetime'2001-02-03T00:00'"),
+    ("datetime-date-only", "datetime'2001-02-03'"),
+    ("datetimeoffset-7-digits", "datetimeoffset'2001-02-03T00:00:00.0000000+00:00'"),
+    ("datetimeoffset-%2B", "datetimeoffset'2001-02-03T00:00:00.0000000%2B00:00'"),
+    ("datetimeoffset-%2b-lower", "datetimeoffset'2001-02-03T00:00:00.0000000%2b00:00'"),
+    ("datetimeoffset-plus-decoded-as-space", "datetimeoffset'2001-02-03T00:00:00.0000000 00:00'"),
+    ("datetimeoffset-positive", "datetimeoffset'2001-02-03T05:30:00+05:30'"),
+    ("datetimeoffset-negative", "datetimeoffset'2001-02-02T19:00:00-05:00'"),
+    ("prefix-case", "DateTimeOffset'2001-02-03T00:00:00Z'"),
+]
+
+# The same instant as v3 (OData v4) clients may write it.
+D2001_V3 = [
+    ("cast-datetimeoffset", "cast(2001-02-03T00:00:00.000Z,Edm.DateTimeOffset)"),
+    ("cast-spaces", "cast( 2001-02-03T00:00:00.000Z , Edm.DateTimeOffset )"),
+    ("cast-type-case", "cast(2001-02-03T00:00:00.000Z,edm.datetimeoffset)"),
+    ("cast-offset", "cast(2001-02-03T01:00:00+01:00,Edm.DateTimeOffset)"),
+    ("cast-offset-%2B", "cast(2001-02-03T01:00:00%2B01:00,Edm.DateTimeOffset)"),
+    ("cast-string", "cast('2001-02-03T00:00:00Z',Edm.DateTimeOffset)"),
+    ("cast-date-to-dto", "cast(2001-02-03,Edm.DateTimeOffset)"),
+    ("bare-datetime", "2001-02-03T00:00:00Z"),
+    ("bare-datetime-offset", "2001-02-03T00:00:00.000+00:00"),
+]
+
+# datetimeoffset fractions: (id, digits, milliseconds kept); past 3 digits they are truncated.
+FRACTIONS = [
+    ("fraction-1-digit", "1", 100),
+    ("fraction-2-digits", "12", 120),
+    ("fraction-3-digits", "123", 123),
+    ("fraction-7-digits-truncated", "1239999", 123),
+]
+
+
+def d_eq(literal: str, value: Literal, ident: str) -> Any:
+    """A ``d eq <literal>`` case that must parse to ``value``."""
+    return pytest.param(f"d eq {literal}", b("eq", m("d"), value), id=ident)
+
 
 VALID = [
     # comparisons and literals
@@ -237,69 +281,10 @@ VALID = [
         id="in-expressions",
     ),
     # dates, v2
-    pytest.param("d eq datetime'2001-02-03T00:00:00.000Z'", b("eq", m("d"), D2001), id="datetime"),
-    pytest.param(
-        "d eq datetime'2001-02-03T00:00:00Z'", b("eq", m("d"), D2001), id="datetime-no-ms"
-    ),
-    pytest.param(
-        "d eq datetime'2001-02-03T00:00:00'", b("eq", m("d"), D2001), id="datetime-no-zone"
-    ),
-    pytest.param(
-        "d eq datetime'2001-02-03T00:00'", b("eq", m("d"), D2001), id="datetime-no-seconds"
-    ),
-    pytest.param("d eq datetime'2001-02-03'", b("eq", m("d"), D2001), id="datetime-date-only"),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.0000000+00:00'",
-        b("eq", m("d"), D2001),
-        id="datetimeoffset-7-digits",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.0000000%2B00:00'",
-        b("eq", m("d"), D2001),
-        id="datetimeoffset-%2B",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.0000000%2b00:00'",
-        b("eq", m("d"), D2001),
-        id="datetimeoffset-%2b-lower",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.0000000 00:00'",
-        b("eq", m("d"), D2001),
-        id="datetimeoffset-plus-decoded-as-space",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T05:30:00+05:30'",
-        b("eq", m("d"), D2001),
-        id="datetimeoffset-positive",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-02T19:00:00-05:00'",
-        b("eq", m("d"), D2001),
-        id="datetimeoffset-negative",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.1Z'",
-        b("eq", m("d"), when(2001, 2, 3, ms=100)),
-        id="fraction-1-digit",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.12Z'",
-        b("eq", m("d"), when(2001, 2, 3, ms=120)),
-        id="fraction-2-digits",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.123Z'",
-        b("eq", m("d"), when(2001, 2, 3, ms=123)),
-        id="fraction-3-digits",
-    ),
-    pytest.param(
-        "d eq datetimeoffset'2001-02-03T00:00:00.1239999Z'",
-        b("eq", m("d"), when(2001, 2, 3, ms=123)),
-        id="fraction-7-digits-truncated",
-    ),
-    pytest.param(
-        "d eq DateTimeOffset'2001-02-03T00:00:00Z'", b("eq", m("d"), D2001), id="prefix-case"
+    *(d_eq(literal, D2001, ident) for ident, literal in D2001_V2),
+    *(
+        d_eq(f"datetimeoffset'2001-02-03T00:00:00.{digits}Z'", when(2001, 2, 3, ms=ms), ident)
+        for ident, digits, ms in FRACTIONS
     ),
     pytest.param(
         "id eq guid'0f8fad5b-d9cb-469f-a165-70867728950e'",
@@ -307,43 +292,7 @@ VALID = [
         id="guid-v2",
     ),
     # dates, v3
-    pytest.param(
-        "d eq cast(2001-02-03T00:00:00.000Z,Edm.DateTimeOffset)",
-        b("eq", m("d"), D2001),
-        id="cast-datetimeoffset",
-    ),
-    pytest.param(
-        "d eq cast( 2001-02-03T00:00:00.000Z , Edm.DateTimeOffset )",
-        b("eq", m("d"), D2001),
-        id="cast-spaces",
-    ),
-    pytest.param(
-        "d eq cast(2001-02-03T00:00:00.000Z,edm.datetimeoffset)",
-        b("eq", m("d"), D2001),
-        id="cast-type-case",
-    ),
-    pytest.param(
-        "d eq cast(2001-02-03T01:00:00+01:00,Edm.DateTimeOffset)",
-        b("eq", m("d"), D2001),
-        id="cast-offset",
-    ),
-    pytest.param(
-        "d eq cast(2001-02-03T01:00:00%2B01:00,Edm.DateTimeOffset)",
-        b("eq", m("d"), D2001),
-        id="cast-offset-%2B",
-    ),
-    pytest.param(
-        "d eq cast('2001-02-03T00:00:00Z',Edm.DateTimeOffset)",
-        b("eq", m("d"), D2001),
-        id="cast-string",
-    ),
-    pytest.param(
-        "d eq cast(2001-02-03,Edm.DateTimeOffset)", b("eq", m("d"), D2001), id="cast-date-to-dto"
-    ),
-    pytest.param("d eq 2001-02-03T00:00:00Z", b("eq", m("d"), D2001), id="bare-datetime"),
-    pytest.param(
-        "d eq 2001-02-03T00:00:00.000+00:00", b("eq", m("d"), D2001), id="bare-datetime-offset"
-    ),
+    *(d_eq(literal, D2001, ident) for ident, literal in D2001_V3),
     pytest.param(
         "d eq cast(2022-02-14,Edm.Date)",
         b("eq", m("d"), lit(dt.date(2022, 2, 14))),
