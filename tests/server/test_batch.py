@@ -252,3 +252,42 @@ def test_unknown_tables_and_hooks_behave_as_single_requests(make_client: MakeCli
     assert [r["status"] for r in results] == [201, 404, 201]
     assert seen == ["h1", "h2"]
     assert [row["text"] for row in _rows(client)] == ["hooked", "hooked"]
+
+
+def test_access_rules_views_and_keys_are_the_callers(make_client: MakeClient) -> None:
+    from tablesync.server import Access, ApiKeyAuth
+
+    alice, bob = {**V3, "X-API-Key": "a" * 16}, {**V3, "X-API-Key": "b" * 16}
+    client = make_client(
+        [
+            Table(
+                "todo",
+                columns={"text": "string", "owner": "string"},
+                access=Access(owner_column="owner"),
+            )
+        ],
+        auth=ApiKeyAuth({"a" * 16: "alice", "b" * 16: "bob"}),
+    )
+    mine = _op(
+        "POST",
+        body={"id": "p", "text": "alice's", "owner": "bob"},
+        **{"Idempotency-Key": "same-key"},
+    )
+    assert _batch(client, [mine], alice).json()["results"][0]["body"]["owner"] == "alice"
+    anonymous = _batch(client, [mine], headers=V3).json()["results"]
+    assert [r["status"] for r in anonymous] == [401]  # the table's rule, per operation
+    forged = _batch(client, [mine], headers={**V3, "X-API-Key": "c" * 16})
+    assert forged.status_code == 401  # a bad credential: the whole batch
+
+    results = _batch(
+        client,
+        [
+            _op("PATCH", "p", {"text": "bob was here"}),  # outside bob's view
+            _op("DELETE", "p"),
+            mine,  # alice's key, bob's namespace: a new insert of an id bob cannot see
+        ],
+        bob,
+    ).json()["results"]
+    assert [r["status"] for r in results[:2]] == [404, 404]
+    assert results[2]["status"] == 400 and "Idempotent-Replayed" not in results[2]["headers"]
+    assert [(row["id"], row["text"]) for row in _rows(client)] == [("p", "alice's")]
