@@ -179,7 +179,31 @@ MALFORMED = [
         id="header-value",
     ),
     pytest.param({"operations": ["POST"]}, id="op-not-object"),
+    pytest.param({"operations": [{"method": {"x": 1}, "table": "todo"}]}, id="method-object"),
+    pytest.param({"operations": [{"method": "POST", "table": ["todo"]}]}, id="table-list"),
+    pytest.param({"operations": [{"method": "POST", "table": "todo", "headers": []}]}, id="hdrs"),
 ]
+
+ODD = [
+    pytest.param(_op("PATCH", "", {"text": "x"}), 400, id="empty-id"),
+    pytest.param(_op("PUT", "a", {"text": "x"}, **{"If-Match": 'W/"x"'}), 400, id="weak-etag"),
+    pytest.param(_op("POST", body={"id": "k"}, **{"Idempotency-Key": "\x01"}), 400, id="key"),
+    pytest.param(_op("POST", body={"id": "n", "count": 10**30}), 400, id="huge-int"),
+    pytest.param(_op("POST", body={"id": "d", "due": "nope"}), 400, id="bad-date"),
+    pytest.param(_op("PATCH", "a"), 400, id="patch-no-body"),
+    pytest.param(_op("POST"), 400, id="insert-no-body"),
+    pytest.param({"method": "POST", "table": "../etc", "body": {"id": "e"}}, 404, id="table"),
+]
+
+
+@pytest.mark.parametrize(("op", "status"), ODD)
+def test_bad_operations_answer_like_their_single_requests(
+    client: Any, op: dict[str, Any], status: int
+) -> None:
+    results = _batch(client, [op, _op("POST", body={"id": "after"})]).json()["results"]
+    assert [r["status"] for r in results] == [status, 201]
+    assert results[0]["body"]["error"]
+    assert [row["id"] for row in _rows(client)] == ["after"]
 
 
 @pytest.mark.parametrize("tail", MALFORMED)

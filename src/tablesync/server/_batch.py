@@ -158,7 +158,7 @@ def _plan_one(request: Request, index: int, op: Any) -> _Planned:
         raise BadRequest(f"{where} must be an object")
     method, table, item_id = op.get("method"), op.get("table"), op.get("id")
     headers, body = op.get("headers", {}), op.get("body")
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise BadRequest(f"{where}.method must be one of POST, PATCH, PUT, DELETE")
     if not isinstance(table, str) or not table:
         raise BadRequest(f"{where}.table must be a table name")
