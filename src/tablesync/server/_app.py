@@ -31,6 +31,8 @@ from ._schema import Schema
 from ._service import Settings, TableService
 
 DEFAULT_DATABASE = "sqlite:///tablesync.db"
+_IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+_BODY_TIMEOUT = dt.timedelta(seconds=30)
 _ITEM_METHODS = ["GET", "PATCH", "PUT", "DELETE", "POST"]
 
 
@@ -42,10 +44,10 @@ def create_app(
     strict_clock: bool = True,
     max_body_bytes: int | None = None,
     cors_origins: Sequence[str] = (),
-    idempotency_ttl: dt.timedelta = dt.timedelta(hours=24),
+    idempotency_ttl: dt.timedelta | None = None,
     auth: Authenticator | None = None,
     statement_timeout: dt.timedelta | None = None,
-    body_timeout: dt.timedelta = dt.timedelta(seconds=30),
+    body_timeout: dt.timedelta | None = None,
     config: ServerConfig | None = None,
     max_batch_operations: int = DEFAULT_MAX_OPERATIONS,
 ) -> Starlette:
@@ -72,12 +74,14 @@ def create_app(
         strict_clock: stamp ``updatedAt`` with the per-table clock (keep ``True``).
         max_body_bytes: the largest request body (after gzip decoding); default 1 MiB.
         cors_origins: origins allowed to call the API from a browser.
-        idempotency_ttl: how long ``Idempotency-Key`` responses are remembered.
+        idempotency_ttl: how long ``Idempotency-Key`` responses are remembered (default:
+            the config's, else 24 hours).
         auth: who the caller is: ``JWTAuth``, ``ApiKeyAuth``, ``AnyAuth`` or your own
             ``Authenticator``. With it, tables without ``access`` need an authenticated caller;
             without it, every caller is anonymous (docs/security.md).
         statement_timeout: on PostgreSQL, cancel any statement running longer (503).
-        body_timeout: the longest a client may take to send a request body (then 408).
+        body_timeout: the longest a client may take to send a request body (then 408;
+            default: the config's, else 30 seconds).
         config: settings from ``load_config``; explicit arguments take precedence.
         max_batch_operations: the most operations one ``POST /tables/$batch`` may carry
             (0 turns the batch extension off; docs/protocol-extensions.md).
@@ -94,6 +98,7 @@ def create_app(
         config.statement_timeout_ms,
         0,
     )
+    ttl = _first(idempotency_ttl, config.idempotency_ttl, _IDEMPOTENCY_TTL)
     service = _build_service(
         database if database is not None else config.database or DEFAULT_DATABASE,
         [*config.tables, *tables],
@@ -101,10 +106,10 @@ def create_app(
         settings=Settings(
             strict_clock=strict_clock,
             max_body_bytes=_first(max_body_bytes, config.max_body_bytes, 1 << 20),
-            idempotency_ttl_ms=int(idempotency_ttl.total_seconds() * 1000),
+            idempotency_ttl_ms=int(ttl.total_seconds() * 1000),
             auth=auth,
             default_access=Access() if auth is not None else Access.public(),
-            body_timeout_s=body_timeout.total_seconds(),
+            body_timeout_s=_first(body_timeout, config.body_timeout, _BODY_TIMEOUT).total_seconds(),
         ),
         statement_timeout_ms=timeout_ms,
     )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import ServerConfigError
 from ._auth import API_KEY_HEADER, AnyAuth, ApiKeyAuth, Authenticator, JWTAuth
+from ._config_values import expect_str, expect_str_list, expect_table, fail
 
 _JWT_KEYS = {
     "jwt_secret_env": "secret",
@@ -66,7 +67,8 @@ def _jwt(settings: Mapping[str, Any], where: str) -> JWTAuth:
     kwargs: dict[str, Any] = {}
     for key, argument in _JWT_KEYS.items():
         if key in settings:
-            kwargs[argument] = settings[key]
+            check: Callable[[Any, str], Any] = _JWT_CHECKS.get(key, expect_str)
+            kwargs[argument] = check(settings[key], f"{where} {key}")
     if "secret" in kwargs:
         kwargs["secret"] = _env(kwargs["secret"], where)
     if "public_key" in kwargs:
@@ -79,22 +81,41 @@ def _jwt(settings: Mapping[str, Any], where: str) -> JWTAuth:
 
 def _api_keys(settings: Mapping[str, Any], where: str) -> ApiKeyAuth:
     if "api_keys_env" in settings:
-        text = _env(settings["api_keys_env"], where)
+        text = _env(expect_str(settings["api_keys_env"], f"{where} api_keys_env"), where)
     else:
-        text = _read(settings["api_keys_file"], where)
+        text = _read(expect_str(settings["api_keys_file"], f"{where} api_keys_file"), where)
     try:
         keys = json.loads(text)
     except ValueError as exc:
         raise ServerConfigError(f"{where}: the API keys are not JSON: {exc}") from exc
     if not isinstance(keys, dict):
         raise ServerConfigError(f'{where}: the API keys must be a JSON object {{"key": "user"}}')
-    roles = settings.get("api_key_roles", {})
-    if not isinstance(roles, Mapping):
-        raise ServerConfigError(f"{where}: api_key_roles must be a table of user → roles")
-    header = settings.get("api_key_header", API_KEY_HEADER)
-    if not isinstance(header, str):
-        raise ServerConfigError(f"{where}: api_key_header must be a string")
+    roles = _roles(settings.get("api_key_roles", {}), f"{where} api_key_roles")
+    header = expect_str(settings.get("api_key_header", API_KEY_HEADER), f"{where} api_key_header")
     return ApiKeyAuth(keys, header=header, roles=roles)
+
+
+def _roles(value: Any, where: str) -> dict[str, list[str]]:
+    roles = expect_table(value, where)
+    return {user: expect_str_list(names, f"{where}.{user}") for user, names in roles.items()}
+
+
+def _audience(value: Any, where: str) -> str | list[str]:
+    return value if isinstance(value, str) else expect_str_list(value, where)
+
+
+def _leeway(value: Any, where: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 3600:
+        raise fail(where, "a number of seconds 0..3600", value)
+    return float(value)
+
+
+#: Checks of the JWT keys that are not plain strings.
+_JWT_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "algorithms": expect_str_list,
+    "audience": _audience,
+    "leeway_seconds": _leeway,
+}
 
 
 def _env(name: Any, where: str) -> str:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from .._exceptions import ServerConfigError
 from ._access import Access, access_from_mapping
+from ._config_values import (
+    expect_bool,
+    expect_int,
+    expect_seconds,
+    expect_str,
+    expect_str_list,
+    expect_table,
+    fail,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -21,6 +31,8 @@ if TYPE_CHECKING:
 
 #: The column types a table may declare, and their JSON shapes on the wire.
 COLUMN_TYPES = ("string", "integer", "number", "boolean", "datetime", "json")
+
+_T = TypeVar("_T")
 
 ColumnType: TypeAlias = Literal["string", "integer", "number", "boolean", "datetime", "json"]
 MergeFunction: TypeAlias = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -36,6 +48,8 @@ _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _RESERVED_COLUMNS = frozenset({"id", "createdat", "updatedat", "version", "deleted"})
 _POLICIES = ("reject", "server_wins", "client_wins")
+PAGE_SIZE_RANGE = (1, 100_000)
+MAX_TOP_RANGE = (1, 1_000_000)
 
 
 def is_valid_table_name(name: str) -> bool:
@@ -116,23 +130,37 @@ class Table:
     access: Access | None = None
 
     def __post_init__(self) -> None:
-        if not is_valid_table_name(self.name):
+        if not isinstance(self.name, str) or not is_valid_table_name(self.name):
             raise ServerConfigError(
                 f"invalid table name {self.name!r}: use a letter then letters, digits or '_' "
                 "(at most 63 characters, not starting with 'tablesync_')"
             )
+        self._check_types()
         for column, kind in self.columns.items():
             _check_column(self.name, column, kind)
-        if self.page_size is not None and not 1 <= self.page_size <= 100_000:
-            raise ServerConfigError(f"table {self.name!r}: page_size must be 1..100000")
-        if not 1 <= self.max_top <= 1_000_000:
-            raise ServerConfigError(f"table {self.name!r}: max_top must be 1..1000000")
         if not callable(self.conflict_policy) and self.conflict_policy not in _POLICIES:
             raise ServerConfigError(
                 f"table {self.name!r}: conflict_policy must be one of {_POLICIES} or a callable"
             )
         object.__setattr__(self, "columns", dict(self.columns))
         self._check_access()
+
+    def _check_types(self) -> None:
+        # A wrong type would otherwise pass silently ("no" is truthy) or fail mid-request.
+        where = f"table {self.name!r}:"
+        if not isinstance(self.columns, Mapping):
+            raise fail(f"{where} columns", "a mapping of column name to type", self.columns)
+        expect_bool(self.soft_delete, f"{where} soft_delete")
+        expect_bool(self.skip_version_check, f"{where} skip_version_check")
+        if self.dynamic_schema is not None:
+            expect_bool(self.dynamic_schema, f"{where} dynamic_schema")
+        if self.page_size is not None:
+            expect_int(self.page_size, f"{where} page_size", *PAGE_SIZE_RANGE)
+        expect_int(self.max_top, f"{where} max_top", *MAX_TOP_RANGE)
+        for hook in ("view", "insert_hook", "before_commit", "after_commit"):
+            value = getattr(self, hook)
+            if value is not None and not callable(value):
+                raise fail(f"{where} {hook}", "a callable", value)
 
     def _check_access(self) -> None:
         if self.access is None:
@@ -153,7 +181,7 @@ class Table:
 
 
 def _check_column(table: str, column: str, kind: str) -> None:
-    if not is_valid_column_name(column):
+    if not isinstance(column, str) or not is_valid_column_name(column):
         raise ServerConfigError(
             f"table {table!r}: invalid column name {column!r} (letters, digits, '_'; "
             "not a system property)"
@@ -177,6 +205,8 @@ class ServerConfig:
         cors_origins: origins allowed by CORS (empty: CORS off).
         auth: the authenticator built from ``[server.auth]``, if any.
         statement_timeout_ms: the PostgreSQL statement timeout per request, if set.
+        idempotency_ttl: how long ``Idempotency-Key`` responses are remembered, if set.
+        body_timeout: the longest a client may take to send a request body, if set.
     """
 
     tables: tuple[Table, ...] = ()
@@ -186,6 +216,8 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     auth: Authenticator | None = None
     statement_timeout_ms: int | None = None
+    idempotency_ttl: dt.timedelta | None = None
+    body_timeout: dt.timedelta | None = None
 
 
 _TABLE_KEYS = frozenset(
@@ -201,8 +233,21 @@ _TABLE_KEYS = frozenset(
     }
 )
 _SERVER_KEYS = frozenset(
-    {"database", "dynamic_schema", "max_body_bytes", "cors_origins", "auth", "statement_timeout_ms"}
+    {
+        "database",
+        "dynamic_schema",
+        "max_body_bytes",
+        "cors_origins",
+        "auth",
+        "statement_timeout_ms",
+        "idempotency_ttl_seconds",
+        "body_timeout_seconds",
+    }
 )
+#: PostgreSQL's statement_timeout is a 32-bit count of milliseconds.
+_MAX_STATEMENT_TIMEOUT_MS = 2**31 - 1
+_MAX_IDEMPOTENCY_TTL_S = 10 * 366 * 86_400
+_MAX_BODY_TIMEOUT_S = 3600.0
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -237,21 +282,46 @@ def config_from_mapping(data: Mapping[str, Any], *, source: str = "<config>") ->
     unknown = set(data) - {"server", "tables"}
     if unknown:
         raise ServerConfigError(f"{source}: unknown section(s) {sorted(unknown)}")
-    server = _section(data, "server", source)
-    _reject_unknown(server, _SERVER_KEYS, f"{source} [server]")
-    tables = tuple(
-        _table_from_mapping(name, _section(_section(data, "tables", source), name, source))
-        for name in _section(data, "tables", source)
-    )
+    server = expect_table(data.get("server", {}), f"{source}: [server]")
+    where = f"{source}: [server]"
+    _reject_unknown(server, _SERVER_KEYS, where)
+    tables = expect_table(data.get("tables", {}), f"{source}: [tables]")
+    ttl = _optional(server, "idempotency_ttl_seconds", where, _ttl_seconds)
+    body_timeout = _optional(server, "body_timeout_seconds", where, _body_timeout_seconds)
     return ServerConfig(
-        tables=tables,
-        database=_typed(server, "database", str, source),
-        dynamic_schema=_typed(server, "dynamic_schema", bool, source),
-        max_body_bytes=_typed(server, "max_body_bytes", int, source),
-        cors_origins=tuple(_typed(server, "cors_origins", list, source) or ()),
+        tables=tuple(_table_from_mapping(name, value, source) for name, value in tables.items()),
+        database=_optional(server, "database", where, expect_str),
+        dynamic_schema=_optional(server, "dynamic_schema", where, expect_bool),
+        max_body_bytes=_optional(server, "max_body_bytes", where, _positive_int),
+        cors_origins=tuple(_optional(server, "cors_origins", where, expect_str_list) or ()),
         auth=_auth(server, source),
-        statement_timeout_ms=_typed(server, "statement_timeout_ms", int, source),
+        statement_timeout_ms=_optional(server, "statement_timeout_ms", where, _timeout_ms),
+        idempotency_ttl=None if ttl is None else dt.timedelta(seconds=ttl),
+        body_timeout=None if body_timeout is None else dt.timedelta(seconds=body_timeout),
     )
+
+
+def _positive_int(value: Any, where: str) -> int:
+    return expect_int(value, where, 1)
+
+
+def _timeout_ms(value: Any, where: str) -> int:
+    return expect_int(value, where, 0, _MAX_STATEMENT_TIMEOUT_MS)
+
+
+def _ttl_seconds(value: Any, where: str) -> int:
+    return expect_int(value, where, 1, _MAX_IDEMPOTENCY_TTL_S)
+
+
+def _body_timeout_seconds(value: Any, where: str) -> float:
+    return expect_seconds(value, where, _MAX_BODY_TIMEOUT_S)
+
+
+def _optional(
+    settings: Mapping[str, Any], key: str, where: str, check: Callable[[Any, str], _T]
+) -> _T | None:
+    """``check(settings[key])`` with the key's path in its errors; ``None`` when absent."""
+    return check(settings[key], f"{where} {key}") if key in settings else None
 
 
 def _auth(server: Mapping[str, Any], source: str) -> Authenticator | None:
@@ -259,41 +329,64 @@ def _auth(server: Mapping[str, Any], source: str) -> Authenticator | None:
         return None
     from ._auth_config import auth_from_mapping
 
-    return auth_from_mapping(_section(server, "auth", source), f"{source} [server.auth]")
+    settings = expect_table(server["auth"], f"{source}: [server] auth")
+    return auth_from_mapping(settings, f"{source}: [server.auth]")
 
 
-def _table_from_mapping(name: str, settings: Mapping[str, Any]) -> Table:
-    _reject_unknown(settings, _TABLE_KEYS, f"[tables.{name}]")
-    values = dict(settings)
-    if "access" in values:
-        where = f"[tables.{name}.access]"
-        values["access"] = access_from_mapping(_section(values, "access", where), where)
+def _table_from_mapping(name: str, settings: Any, source: str) -> Table:
+    where = f"{source}: [tables.{name}]"
+    settings = expect_table(settings, where)
+    _reject_unknown(settings, _TABLE_KEYS, where)
+    values: dict[str, Any] = {}
+    for key, check in _TABLE_CHECKS.items():
+        value = _optional(settings, key, where, check)
+        if value is not None:
+            values[key] = value
+    if "columns" in settings:
+        values["columns"] = _columns(settings["columns"], f"{where} columns")
+    if "access" in settings:
+        access = expect_table(settings["access"], f"{where} access")
+        values["access"] = access_from_mapping(access, f"{source}: [tables.{name}.access]")
     try:
         return Table(name, **values)
-    except TypeError as exc:
-        raise ServerConfigError(f"[tables.{name}]: {exc}") from exc
+    except ServerConfigError as exc:
+        raise ServerConfigError(f"{where}: {exc}") from exc
 
 
-def _section(data: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ServerConfigError(f"{source}: [{key}] must be a table")
+def _columns(value: Any, where: str) -> dict[str, str]:
+    columns = expect_table(value, where)
+    return {name: expect_str(kind, f"{where}.{name}") for name, kind in columns.items()}
+
+
+def _page_size(value: Any, where: str) -> int:
+    return expect_int(value, where, *PAGE_SIZE_RANGE)
+
+
+def _max_top(value: Any, where: str) -> int:
+    return expect_int(value, where, *MAX_TOP_RANGE)
+
+
+def _policy(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value not in _POLICIES:
+        raise fail(where, f"one of {', '.join(_POLICIES)}", value)
     return value
+
+
+#: The scalar ``[tables.X]`` keys and their checks (``columns``/``access`` are tables).
+_TABLE_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "soft_delete": expect_bool,
+    "page_size": _page_size,
+    "max_top": _max_top,
+    "conflict_policy": _policy,
+    "skip_version_check": expect_bool,
+    "dynamic_schema": expect_bool,
+}
 
 
 def _reject_unknown(settings: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
     unknown = set(settings) - allowed
     if unknown:
         raise ServerConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
-
-
-def _typed(settings: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
-    value = settings.get(key)
-    if value is not None and (
-        not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)
-    ):
-        raise ServerConfigError(f"{source}: [server] {key} must be a {kind.__name__}")
-    return value
 
 
 def resolve_tables(tables: Sequence[Table]) -> dict[str, Table]:
