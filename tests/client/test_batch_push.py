@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tablesync import AsyncClient, Client, PushFailedError, SQLiteStore
-from tablesync.client import PushStatus, ServerWins, SyncHandler
+from tablesync.client import ClientWins, PushStatus, ServerWins, SyncHandler
 from tablesync.client._context import SyncContext
 from tablesync.client._flows import push_flow
 from tablesync.protocol import ApiVersion
@@ -177,9 +177,16 @@ def test_a_conflict_in_the_middle_is_recorded_and_the_rest_is_pushed(
     assert [op.item_id for op in mine.pending_operations] == ["c2"]
 
 
-def test_server_wins_settles_a_batched_conflict(make_server: Any) -> None:
+@pytest.mark.parametrize(
+    ("handler", "winner"),
+    [
+        pytest.param(ServerWins, "theirs", id="server-wins"),
+        pytest.param(ClientWins, "mine", id="client-wins"),
+    ],
+)
+def test_a_policy_settles_a_batched_conflict(make_server: Any, handler: Any, winner: str) -> None:
     server = make_server()
-    mine = server.client("mine", conflict_handler=ServerWins())
+    mine = server.client("mine", conflict_handler=handler())
     other = server.client("other")
     todo = mine.sync_table("todo")
     for n in range(3):
@@ -193,9 +200,16 @@ def test_server_wins_settles_a_batched_conflict(make_server: Any) -> None:
         todo.update({**todo.get(f"w{n}"), "text": "mine"})
     batches_before = len(server.recorder.batches())
 
+    writes_before = len(server.recorder.writes())
+
     assert mine.push().ok
     assert len(server.recorder.batches()) == batches_before + 1
-    assert todo.get("w1")["text"] == "theirs" and mine.pending_operations == []
+    # ClientWins resends the conflicting operation alone, after the batch.
+    assert len(server.recorder.writes()) == writes_before + (winner == "mine")
+    assert todo.get("w1")["text"] == winner and mine.pending_operations == []
+    texts = {item_id: row["text"] for item_id, row in server.rows().items()}
+    assert texts == {"w0": "mine", "w1": winner, "w2": "mine"}
+    assert todo.get("w1")["version"] == server.rows()["w1"]["version"]
 
 
 @pytest.mark.parametrize(
