@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,7 +21,38 @@ from tablesync.protocol import ApiVersion, parse_datetime
 from .conftest import builder, drive, drive_raising, reply
 
 V2, V3 = ApiVersion.V2, ApiVersion.V3
-_BOUND = re.compile(r"updatedAt ge (?:datetimeoffset'([^']+)'|cast\(([^,]+),Edm\.DateTimeOffset\))")
+_STAMP = r"(?:datetimeoffset'([^']+)'|cast\(([^,]+),Edm\.DateTimeOffset\))"
+_CONDITION = re.compile(rf"updatedAt (ge|gt|lt) {_STAMP}|id gt '((?:[^']|'')*)'")
+
+
+def stamp_of(row: dict[str, Any]) -> dt.datetime:
+    """The stored stamp: ``_us`` adds digits finer than the millisecond the server sends."""
+    return parse_datetime(row["updatedAt"]) + dt.timedelta(microseconds=row.get("_us", 0))
+
+
+def keyset_predicate(text: str) -> Callable[[dict[str, Any]], bool]:
+    """Evaluate the three filter shapes an incremental pull sends (any user filter ignored).
+
+    ``updatedAt ge T``; ``(updatedAt gt T) or ((updatedAt ge T) and (id gt 'L'))``; and the
+    block ``(updatedAt ge S) and (updatedAt lt E) and (id gt 'L')``.
+    """
+    bounds: dict[str, dt.datetime] = {}
+    after: str | None = None
+    for match in _CONDITION.finditer(text):
+        if match[1]:
+            bounds[match[1]] = parse_datetime(match[2] or match[3])
+        else:
+            after = match[4].replace("''", "'")
+
+    def keep(row: dict[str, Any]) -> bool:
+        at, later = stamp_of(row), after is None or row["id"] > after
+        if "lt" in bounds:
+            return bounds["ge"] <= at < bounds["lt"] and later
+        if "gt" in bounds:
+            return at > bounds["gt"] or (at >= bounds["ge"] and later)
+        return at >= bounds["ge"] if "ge" in bounds else True
+
+    return keep
 
 
 def stamp(n: int) -> str:
@@ -51,21 +84,22 @@ class Rows:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         params = request.url.params
+        order = params.get("$orderby", "")
         rows = sorted(
             self.rows,
-            key=lambda r: (r["updatedAt"], r["id"]) if params.get("$orderby") else r["id"],
+            key=lambda r: (stamp_of(r), r["id"]) if order == "updatedAt,id" else r["id"],
         )
-        match = _BOUND.search(params.get("$filter", ""))
-        if match:
-            bound = parse_datetime(match[1] or match[2])
-            rows = [r for r in rows if parse_datetime(r["updatedAt"]) >= bound]
+        keep = keyset_predicate(params.get("$filter", ""))
+        rows = [r for r in rows if keep(r)]
         if not any(k.lower() == "__includedeleted" for k in params):
             rows = [r for r in rows if not r.get("deleted")]
         skip = int(params.get("$skip", 0))
         top = int(params.get("$top", 10_000))
         page = rows[skip : skip + min(top, self.page_size)]
         more = skip + len(page) < len(rows) and len(page) < top
-        return self.respond(request, page, more, skip + len(page), top - len(page))
+        # Stamps finer than the millisecond are stored and compared, but sent truncated.
+        sent = [{k: v for k, v in r.items() if k != "_us"} for r in page]
+        return self.respond(request, sent, more, skip + len(page), top - len(page))
 
     def respond(
         self, request: httpx.Request, page: list[dict[str, Any]], more: bool, skip: int, top: int
@@ -118,23 +152,24 @@ def test_incremental_pull_fetches_everything_and_stores_the_token(
     result = pull(context, server, version, query_id="all", page_size=3).result
 
     assert local_ids(context) == [f"r{i:03d}" for i in range(7)]
-    # pages r0-2, r2-4, r4-6, r6: each re-base re-reads the boundary row (ge)
-    assert result.upserted == 10 and result.query_id == "all"
-    assert context.get_delta_token("todo", "all") == stamp(7)
-    first = server.requests[0].url.params
-    literal = (
-        "datetimeoffset'1970-01-01T00:00:00.000Z'"
-        if version is V2
-        else "cast(1970-01-01T00:00:00.000Z,Edm.DateTimeOffset)"
-    )
-    assert first["$filter"] == f"updatedAt ge {literal}"
-    assert (first["$orderby"], first["$skip"], first["$top"]) == ("updatedAt", "0", "3")
+    # pages r0-2, r3-5, r6, then an empty one: keyset paging reads each row once
+    assert result.upserted == 7 and result.query_id == "all" and len(server.requests) == 4
+    assert context.get_delta_token("todo", "all") == f"{stamp(7)} r006"
+
+    def literal(text: str) -> str:
+        return f"datetimeoffset'{text}'" if version is V2 else f"cast({text},Edm.DateTimeOffset)"
+
+    first, second = (r.url.params for r in server.requests[:2])
+    assert first["$filter"] == f"updatedAt ge {literal('1970-01-01T00:00:00.000Z')}"
+    assert (first["$orderby"], first["$top"]) == ("updatedAt,id", "3")
+    assert "$skip" not in first and "$skip" not in second
     assert first["__includeDeleted" if version is V2 else "__includedeleted"] == "true"
-    assert (
-        server.requests[-1]
-        .url.params["$filter"]
-        .endswith(f"{stamp(7)}'" if version is V2 else f"{stamp(7)},Edm.DateTimeOffset)")
+    after = literal(stamp(3))
+    assert second["$filter"] == (
+        f"(updatedAt gt {after}) or ((updatedAt ge {after}) and (id gt 'r002'))"
     )
+    assert f"{stamp(7)}" in server.requests[-1].url.params["$filter"]
+    assert "'r006'" in server.requests[-1].url.params["$filter"]
 
 
 def test_the_next_incremental_pull_starts_from_the_token(context: SyncContext) -> None:
@@ -145,23 +180,23 @@ def test_the_next_incremental_pull_starts_from_the_token(context: SyncContext) -
 
     result = pull(context, server, query_id="all", page_size=10).result
 
-    assert stamp(5) in server.requests[0].url.params["$filter"]
+    first = server.requests[0].url.params["$filter"]
+    assert stamp(5) in first and "id gt 'r004'" in first
     assert len(local_ids(context)) == 7
-    # r004..r006, then r006 once more: ``ge`` re-reads the boundary row after each re-base,
-    # the price of never losing a row that shares its timestamp.
-    assert result.upserted == 4
+    # Only r005 and r006: the cursor (updatedAt, id) excludes every row already read.
+    assert result.upserted == 2 and len(server.requests) == 2
 
 
 def test_rows_sharing_one_timestamp_are_all_fetched_and_the_pull_ends(context: SyncContext) -> None:
-    # A server whose stamps are not unique, with pages smaller than asked: skip-on-equal.
+    # A server whose stamps are not unique, with pages smaller than asked: the id breaks ties.
     server = Rows(rows(12, same_stamp=True), page_size=5)
 
-    pull(context, server, query_id="all", page_size=5)
+    result = pull(context, server, query_id="all", page_size=5).result
 
-    assert len(local_ids(context)) == 12
-    skips = [int(r.url.params["$skip"]) for r in server.requests]
-    # re-base on the first page (the bound grew from epoch), then skip forward over the tie
-    assert skips == [0, 0, 5, 10, 12]
+    assert len(local_ids(context)) == 12 and result.upserted == 12
+    afters = [re.findall(r"id gt '(\w+)'", r.url.params["$filter"]) for r in server.requests]
+    assert afters == [[], ["r004"], ["r009"], ["r011"]]
+    assert context.get_delta_token("todo", "all") == f"{stamp(1)} r011"
 
 
 def test_ties_at_a_page_boundary_are_not_lost(context: SyncContext) -> None:
@@ -173,7 +208,7 @@ def test_ties_at_a_page_boundary_are_not_lost(context: SyncContext) -> None:
     pull(context, server, query_id="all", page_size=4)
 
     assert len(local_ids(context)) == len(data)
-    assert context.get_delta_token("todo", "all") == stamp(61)
+    assert context.get_delta_token("todo", "all") == f"{stamp(61)} r021"
 
 
 def test_the_users_filter_is_combined_with_the_bound(context: SyncContext) -> None:
@@ -264,7 +299,7 @@ def test_a_broken_token_falls_back_to_a_full_download(context: SyncContext) -> N
     server = Rows(rows(2))
     pull(context, server, query_id="all")
     assert "1970-01-01" in server.requests[0].url.params["$filter"]
-    assert context.get_delta_token("todo", "all") == stamp(2)
+    assert context.get_delta_token("todo", "all") == f"{stamp(2)} r001"
 
 
 def test_progress_reports_items_received(context: SyncContext) -> None:
@@ -316,7 +351,7 @@ def test_full_pull_asks_for_tombstones(context: SyncContext) -> None:
 
 
 class IgnoresSkip(Rows):
-    """A broken server: every request gets the first page, whatever ``$skip`` says."""
+    """A broken server: every request gets the first page, whatever ``$skip`` or ``$filter``."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -324,12 +359,16 @@ class IgnoresSkip(Rows):
         return reply(request, 200, {"items": page, "count": None, "nextLink": None})
 
 
-def test_a_server_ignoring_skip_fails_the_pull_instead_of_looping(context: SyncContext) -> None:
+def test_a_server_ignoring_the_filter_fails_the_pull_instead_of_looping(
+    context: SyncContext,
+) -> None:
     server = IgnoresSkip(rows(10, same_stamp=True))
     flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 4))
     error, requests = drive_raising(flow, server)
-    assert isinstance(error, PullFailedError) and "ignore $skip" in str(error)
-    assert len(requests) == 3  # the re-base, then one skip that came back unchanged
+    assert isinstance(error, PullFailedError) and "ignore the filter" in str(error)
+    # the first page; the same again (no progress: read its millisecond by id); the block's
+    # first page; the block's next page, unchanged
+    assert len(requests) == 4
 
 
 def test_a_full_pull_against_a_server_ignoring_skip_stops_with_an_error(
@@ -361,7 +400,92 @@ def test_incremental_pulls_get_every_row_whatever_the_ties_and_page_sizes(
         context = SyncContext(store)
         pull(context, server, query_id="all", page_size=client_page)
         assert local_ids(context) == sorted(row["id"] for row in data)
-        # Bounded: each request either raises the bound or moves $skip past fresh rows.
-        assert len(server.requests) <= 2 * len(data) + 2
+        # Bounded: every request but the last (empty) one moves the cursor past fresh rows.
+        assert len(server.requests) <= len(data) + 1
         if data:
-            assert context.get_delta_token("todo", "all") == stamp(max(stamps))
+            last = max(data, key=lambda r: (r["updatedAt"], r["id"]))
+            assert context.get_delta_token("todo", "all") == f"{last['updatedAt']} {last['id']}"
+
+
+# -- keyset paging: writes between pages, finer stamps, resumption --------------------------------
+
+
+class WritesBetweenPages(Rows):
+    """After answering the first page, updates and inserts more than a page of rows.
+
+    Every write shares one new timestamp (non-unique stamps), as a bulk write would.
+    """
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = super().__call__(request)
+        if len(self.requests) == 1:
+            now = stamp(500)
+            for row in self.rows[:8]:  # among them rows the pull already read
+                row.update(updatedAt=now, version=f"{row['version']}+", text="updated")
+            self.rows.extend({**row, "updatedAt": now} for row in rows(7, start=40))
+        return response
+
+
+def test_rows_updated_between_page_requests_are_all_read(context: SyncContext) -> None:
+    server = WritesBetweenPages(rows(20, same_stamp=True), page_size=5)
+
+    pull(context, server, query_id="all", page_size=5)
+
+    local = {item["id"]: (item["version"], item["text"]) for item in context.query("todo")}
+    assert local == {row["id"]: (row["version"], row["text"]) for row in server.rows}
+    assert len(local) == 27 and sum(text == "updated" for _, text in local.values()) == 8
+
+
+def test_a_server_with_stamps_finer_than_the_millisecond_neither_loses_nor_loops(
+    context: SyncContext,
+) -> None:
+    # 13 rows in one millisecond, ordered by hidden microseconds against their ids: the
+    # cursor cannot move through them, so the pull reads that millisecond by id.
+    fine = [{**row, "updatedAt": stamp(5), "_us": 999 - i} for i, row in enumerate(rows(13))]
+    before = [{**r, "updatedAt": stamp(1 + i)} for i, r in enumerate(rows(3, start=50))]
+    after = [{**r, "updatedAt": stamp(9)} for r in rows(2, start=60)]
+    server = Rows([*before, *fine, *after], page_size=4)
+
+    pull(context, server, query_id="all", page_size=4)
+
+    assert local_ids(context) == sorted(row["id"] for row in server.rows)
+    assert any(r.url.params["$orderby"] == "id" for r in server.requests)
+    assert context.get_delta_token("todo", "all") == f"{stamp(9)} r061"
+    assert len(server.requests) <= 20
+
+
+def test_a_pull_that_dies_half_way_resumes_from_the_last_stored_page(context: SyncContext) -> None:
+    server = Rows(rows(9, same_stamp=True), page_size=3)
+
+    def dies_on_the_third_page(request: httpx.Request) -> httpx.Response:
+        if len(server.requests) == 2:
+            server.requests.append(request)
+            return reply(request, 503, {"error": "gone"})
+        return server(request)
+
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 3))
+    drive_raising(flow, dies_on_the_third_page)
+    assert context.get_delta_token("todo", "all") == f"{stamp(1)} r005"
+    server.requests.clear()
+
+    result = pull(context, server, query_id="all", page_size=3).result
+
+    assert "id gt 'r005'" in server.requests[0].url.params["$filter"]
+    assert result.upserted == 3 and len(local_ids(context)) == 9
+
+
+def test_a_token_of_an_older_version_still_loads(context: SyncContext) -> None:
+    context.set_delta_token("todo", "all", stamp(3))  # the bare timestamp older versions stored
+    server = Rows(rows(5))
+    result = pull(context, server, query_id="all").result
+    assert server.requests[0].url.params["$filter"].startswith("updatedAt ge ")
+    assert result.upserted == 3  # r002 (stamped 3) to r004
+    assert context.get_delta_token("todo", "all") == f"{stamp(5)} r004"
+
+
+def test_ids_with_quotes_are_escaped_in_the_cursor(context: SyncContext) -> None:
+    data = [{**row, "id": f"o'{row['id']}", "updatedAt": stamp(1)} for row in rows(4)]
+    server = Rows(data, page_size=2)
+    pull(context, server, query_id="all", page_size=2)
+    assert "id gt 'o''r001'" in server.requests[1].url.params["$filter"]
+    assert len(local_ids(context)) == 4

@@ -1,7 +1,7 @@
 """Pull, written once as a sans-I/O flow (see ``_flows`` for the driving contract).
 
-An incremental pull asks for ``updatedAt ge <token>`` ordered by ``updatedAt``; a full pull
-walks every page with tombstones. Each page is applied in one store transaction together with
+An incremental pull pages by keyset over ``(updatedAt, id)`` from its delta token; a full
+pull walks every page with tombstones. Each page is applied in one store transaction together with
 the delta token it earns.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import PullFailedError, PushFailedError, UnsupportedQueryError, UsageError
 from ..protocol import ApiVersion, format_datetime, parse_datetime
-from ..protocol.dates import EPOCH
+from ..protocol.dates import EPOCH, truncate_millis
 from ._conflicts import SyncHandler
 from ._context import delta_token_key
 from ._flows import Flow, push_flow
@@ -187,104 +187,162 @@ def _incremental_pull(
     tally: _Tally,
     progress: ProgressCallback | None,
 ) -> Flow[None]:
-    """``updatedAt ge <token>`` ordered by ``updatedAt``, re-based when the maximum grows.
+    """Keyset paging over ``(updatedAt, id)``, ending on an empty page.
 
-    When a page does not raise the maximum ``updatedAt`` (every row shares one timestamp),
-    ``$skip`` moves past it instead, so ties never repeat endlessly nor get lost, even
-    against servers whose timestamps are not unique. The stored token is the largest
-    ``updatedAt`` applied: with ``ge``, rows sharing it are fetched again, never skipped.
+    Each page asks for the rows after the cursor (the last row read), ordered by
+    ``updatedAt,id``; no ``$skip`` and no next link, so rows sharing a timestamp, or written
+    or updated between two requests, are never stepped over nor repeated endlessly. The
+    cursor is the delta token, stored with the page that earned it.
     """
     assert spec.query_id is not None
     key = delta_token_key(spec.table, spec.query_id)
-    stored = context.get_delta_token(spec.table, spec.query_id)
-    bound = _parse_token(stored)
-    skip, previous, jumped = 0, None, False
-    at_bound: set[str] = set()  # ids read at the bound since the last re-base
+    cursor = PullCursor.parse(context.get_delta_token(spec.table, spec.query_id))
+    block = False  # reading one millisecond by id (see _advance)
     while True:
         request = builder.build(
             "GET",
             builder.table_url(spec.table),
-            params=incremental_params(params, builder.api_version, bound, skip, spec.page_size),
+            params=incremental_params(params, builder.api_version, cursor, block, spec.page_size),
             query=True,
         )
         page = parse_page((yield request))
-        if not page.items and not page.skipped:
-            tally.pages += 1
-            return
-        newest = max((_updated_at(item) for item in page.items), default=bound)
-        grew = newest > bound
-        previous = _check_progress(spec.table, previous, bound, skip, page)
-        jumped = jumped or (skip > 0 and _moved(page, at_bound, bound))
-        token = (key, format_datetime(newest)) if grew and not jumped else None
-        _apply(context, spec, page, tally, progress, token)
-        at_bound = set() if grew else at_bound | {item["id"] for item in page.items}
-        bound, skip = (newest, 0) if grew else (bound, skip + len(page.items) + page.skipped)
+        if not page.items:
+            _check_usable(spec.table, page)
+            if not block:
+                tally.pages += 1
+                return
+            cursor, block = PullCursor(cursor.updated_at + _MILLISECOND), False
+        else:
+            cursor, block = _advance(spec.table, cursor, block, page)
+        _apply(context, spec, page, tally, progress, (key, cursor.token()))
 
 
-def _moved(page: Page, at_bound: set[str], bound: dt.datetime) -> bool:
-    """Whether a ``$skip`` page shows a row read at the bound again, updated since.
+_MILLISECOND = dt.timedelta(milliseconds=1)
 
-    ``$skip`` steps over the rows read at the bound. When one of them was updated between
-    the requests it left the front of the order, so the skip also stepped over a row never
-    read (for example one written just before that update). The caller then keeps the
-    stored token for the rest of the pull, and the next pull reads from the bound again
-    (harmless: stores upsert). Found by tests/scaleout/test_stress.py.
+
+@dataclass(frozen=True, slots=True)
+class PullCursor:
+    """Where an incremental pull stands: every row up to ``(updated_at, last_id)`` was read.
+
+    Stored as the delta token: ``"<updatedAt>"`` (rows from that millisecond on are still
+    to read; the only form older versions stored) or ``"<updatedAt> <id>"`` (rows after
+    that one, in ``updatedAt,id`` order). The timestamp is ISO 8601 at millisecond precision
+    and has no space, so the id is everything after the first space.
     """
-    return any(item["id"] in at_bound and _updated_at(item) > bound for item in page.items)
+
+    updated_at: dt.datetime
+    last_id: str | None = None
+
+    @classmethod
+    def parse(cls, token: str | None) -> PullCursor:
+        """Read a stored token; an unreadable one restarts from the epoch (a re-download)."""
+        stamp, _, last_id = (token or "").partition(" ")
+        try:
+            return cls(truncate_millis(parse_datetime(stamp)), last_id or None)
+        except ValueError:
+            return cls(EPOCH)
+
+    def token(self) -> str:
+        """The delta token text (see the class docstring)."""
+        stamp = format_datetime(self.updated_at)
+        return stamp if self.last_id is None else f"{stamp} {self.last_id}"
+
+    def key(self) -> tuple[dt.datetime, str]:
+        """For comparing cursors: no id sorts before every id."""
+        return self.updated_at, self.last_id or ""
 
 
-_PageKey = tuple[dt.datetime, list[tuple[str, Any]]]
+def _advance(table: str, cursor: PullCursor, block: bool, page: Page) -> tuple[PullCursor, bool]:
+    """The cursor after a non-empty page, and whether the next page reads a block.
 
-
-def _check_progress(
-    table: str, previous: _PageKey | None, bound: dt.datetime, skip: int, page: Page
-) -> _PageKey:
-    """Refuse to loop when a server ignores ``$skip``: the same page again at a larger skip."""
-    # The same ids in new versions is progress (rows updated meanwhile), not a repeat.
-    ids = [(item["id"], item.get("updatedAt")) for item in page.items]
-    if skip and previous is not None and previous == (bound, ids):
+    A server that stamps finer than the millisecond it sends (SQL Server's datetimeoffset)
+    orders one millisecond's rows by the hidden digits, and ``updatedAt gt T`` matches them
+    all again: when more than a page of them share one millisecond the cursor cannot move.
+    The pull then reads that millisecond alone, ordered by ``id`` (an exact keyset), and
+    goes on from the next millisecond. Against millisecond servers this never happens.
+    """
+    last = page.items[-1]
+    last_id = str(last["id"])
+    if block:
+        if last_id == cursor.last_id:
+            raise PullFailedError(_IGNORED.format(table=table))
+        return PullCursor(cursor.updated_at, last_id), True
+    stamp = _updated_at(last)
+    if stamp is None:
         raise PullFailedError(
-            f"the server sent the same page of {table!r} again for $skip={skip}: it seems to "
-            "ignore $skip, so the pull cannot move past rows that share one updatedAt"
+            f"the server sent a row of {table!r} without a valid updatedAt "
+            f"({last.get('updatedAt')!r}): an incremental pull pages by it"
         )
-    return bound, ids
+    moved = PullCursor(truncate_millis(stamp), last_id)
+    if moved.key() > cursor.key():
+        return moved, False
+    return PullCursor(cursor.updated_at), True
 
 
-def _parse_token(value: str | None) -> dt.datetime:
-    if not value:
-        return EPOCH
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return EPOCH  # an unreadable token costs one full re-download, nothing worse
+_IGNORED = (
+    "the server sent the same rows of {table!r} again for a query asking for the rows after "
+    "them: it seems to ignore the filter, so the pull cannot move on"
+)
 
 
-def _updated_at(item: Mapping[str, Any]) -> dt.datetime:
+def _check_usable(table: str, page: Page) -> None:
+    """A page of nothing but unreadable entries gives no cursor to move on from."""
+    if page.skipped:
+        raise PullFailedError(
+            f"the server sent a page of {table!r} with no usable rows ({page.skipped} entries "
+            "without an id): the pull cannot tell where it stands"
+        )
+
+
+def _updated_at(item: Mapping[str, Any]) -> dt.datetime | None:
     value = item.get("updatedAt")
     if isinstance(value, str):
         try:
             return parse_datetime(value)
         except ValueError:
-            pass
-    return EPOCH  # as the official clients do: a row without a usable stamp counts as epoch
+            return None
+    return None
 
 
 def incremental_params(
-    params: QueryParams, version: ApiVersion, bound: dt.datetime, skip: int, top: int
+    params: QueryParams, version: ApiVersion, cursor: PullCursor, block: bool, top: int
 ) -> list[tuple[str, str]]:
-    """The parameters of one incremental page."""
-    condition = f"updatedAt ge {datetime_literal(bound, version)}"
+    """The parameters of one incremental page: the rows after ``cursor``."""
+    condition = _block_filter(cursor, version) if block else _keyset_filter(cursor, version)
     user_filter = params.get("$filter")
     text = f"({user_filter}) and ({condition})" if user_filter else condition
     rest = params.without("$filter", "$orderby", "__includedeleted")
     return [
         ("$filter", text),
-        ("$orderby", "updatedAt"),
-        ("$skip", str(skip)),
+        ("$orderby", "id" if block else "updatedAt,id"),
         ("$top", str(top)),
         include_deleted_param(version),
         *rest,
     ]
+
+
+def _keyset_filter(cursor: PullCursor, version: ApiVersion) -> str:
+    # `ge` and `id gt` rather than `updatedAt eq T`: a server storing finer stamps never
+    # matches `eq` on the millisecond, while `gt`/`ge` behave.
+    at = f"updatedAt ge {datetime_literal(cursor.updated_at, version)}"
+    if cursor.last_id is None:
+        return at
+    after = f"updatedAt gt {datetime_literal(cursor.updated_at, version)}"
+    return f"({after}) or (({at}) and (id gt {string_literal(cursor.last_id)}))"
+
+
+def _block_filter(cursor: PullCursor, version: ApiVersion) -> str:
+    start = datetime_literal(cursor.updated_at, version)
+    end = datetime_literal(cursor.updated_at + _MILLISECOND, version)
+    condition = f"(updatedAt ge {start}) and (updatedAt lt {end})"
+    if cursor.last_id is None:
+        return condition
+    return f"{condition} and (id gt {string_literal(cursor.last_id)})"
+
+
+def string_literal(value: str) -> str:
+    """An OData string literal: single quotes, an embedded quote doubled."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def datetime_literal(value: dt.datetime, version: ApiVersion) -> str:
