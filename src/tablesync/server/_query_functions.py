@@ -46,6 +46,18 @@ class _Function(FunctionElement[Any]):
         return [compiler.process(clause, **kw) for clause in self.clauses]
 
 
+def _template(function: type[_Function], template: str, *dialects: str) -> None:
+    """Compile ``function`` on ``dialects`` (none: every other) as ``template``.
+
+    ``{0}``, ``{1}``... in the template stand for the SQL of the function's arguments.
+    """
+
+    def render(element: _Function, compiler: SQLCompiler, **kw: Any) -> str:
+        return template.format(*element.sql_args(compiler, **kw))
+
+    compiles(function, *dialects)(render)
+
+
 class strpos(_Function):
     """1-based position of ``needle`` in ``haystack``, 0 when absent (case-sensitive)."""
 
@@ -55,24 +67,11 @@ class strpos(_Function):
     name = "strpos"
 
 
-@compiles(strpos)
-def _strpos_default(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
-    haystack, needle = element.sql_args(compiler, **kw)
-    return f"instr({haystack}, {needle})"
-
-
-@compiles(strpos, "postgresql")
-def _strpos_postgresql(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
-    haystack, needle = element.sql_args(compiler, **kw)
-    return f"strpos({haystack}, {needle})"
-
-
-@compiles(strpos, "mysql")
-@compiles(strpos, "mariadb")
-def _strpos_mysql(element: strpos, compiler: SQLCompiler, **kw: Any) -> str:
-    haystack, needle = element.sql_args(compiler, **kw)
-    # LOCATE ignores case under MySQL's default collations; BINARY makes it exact.
-    return f"locate(BINARY {needle}, BINARY {haystack})"
+# Arguments: haystack, needle.
+_template(strpos, "instr({0}, {1})")
+_template(strpos, "strpos({0}, {1})", "postgresql")
+# LOCATE ignores case under MySQL's default collations; BINARY makes it exact.
+_template(strpos, "locate(BINARY {1}, BINARY {0})", "mysql", "mariadb")
 
 
 class char_length(_Function):
@@ -84,15 +83,8 @@ class char_length(_Function):
     name = "char_length"
 
 
-@compiles(char_length)
-def _char_length_default(element: char_length, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"length({element.sql_args(compiler, **kw)[0]})"
-
-
-@compiles(char_length, "mysql")
-@compiles(char_length, "mariadb")
-def _char_length_mysql(element: char_length, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"char_length({element.sql_args(compiler, **kw)[0]})"
+_template(char_length, "length({0})")
+_template(char_length, "char_length({0})", "mysql", "mariadb")
 
 
 class arith(_Function):
@@ -171,32 +163,12 @@ class ceiling(_Function):
     name = "ceiling"
 
 
-@compiles(floor)
-def _floor_sqlite(element: floor, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite's floor() exists only when built with math functions (SQLCipher builds lack
-    # it), so compute it from a truncating cast.
-    value = element.sql_args(compiler, **kw)[0]
-    return f"(CAST({value} AS INTEGER) - ({value} < CAST({value} AS INTEGER)))"
-
-
-@compiles(ceiling)
-def _ceiling_sqlite(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
-    value = element.sql_args(compiler, **kw)[0]
-    return f"(CAST({value} AS INTEGER) + ({value} > CAST({value} AS INTEGER)))"
-
-
-@compiles(floor, "postgresql")
-@compiles(floor, "mysql")
-@compiles(floor, "mariadb")
-def _floor_native(element: floor, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"floor({element.sql_args(compiler, **kw)[0]})"
-
-
-@compiles(ceiling, "postgresql")
-@compiles(ceiling, "mysql")
-@compiles(ceiling, "mariadb")
-def _ceiling_native(element: ceiling, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"ceiling({element.sql_args(compiler, **kw)[0]})"
+# SQLite's floor() exists only when built with math functions (SQLCipher builds lack
+# it), so compute it from a truncating cast.
+_template(floor, "(CAST({0} AS INTEGER) - ({0} < CAST({0} AS INTEGER)))")
+_template(ceiling, "(CAST({0} AS INTEGER) + ({0} > CAST({0} AS INTEGER)))")
+_template(floor, "floor({0})", "postgresql", "mysql", "mariadb")
+_template(ceiling, "ceiling({0})", "postgresql", "mysql", "mariadb")
 
 
 class clamp(_Function):
@@ -210,22 +182,14 @@ class clamp(_Function):
     inherit_cache = True
 
 
-@compiles(clamp)
-def _clamp_sqlite(element: clamp, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"max(min({element.sql_args(compiler, **kw)[0]}, 2147483646), 0)"
-
-
-@compiles(clamp, "postgresql")
-def _clamp_postgresql(element: clamp, compiler: SQLCompiler, **kw: Any) -> str:
-    value = f"CAST({element.sql_args(compiler, **kw)[0]} AS NUMERIC)"
-    # GREATEST/LEAST ignore nulls; the numeric_larger/smaller functions behind them do not.
-    return f"CAST(numeric_larger(numeric_smaller({value}, 2147483646), 0) AS INTEGER)"
-
-
-@compiles(clamp, "mysql")
-@compiles(clamp, "mariadb")
-def _clamp_mysql(element: clamp, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"GREATEST(LEAST({element.sql_args(compiler, **kw)[0]}, 2147483646), 0)"
+_template(clamp, "max(min({0}, 2147483646), 0)")
+# GREATEST/LEAST ignore nulls; the numeric_larger/smaller functions behind them do not.
+_template(
+    clamp,
+    "CAST(numeric_larger(numeric_smaller(CAST({0} AS NUMERIC), 2147483646), 0) AS INTEGER)",
+    "postgresql",
+)
+_template(clamp, "GREATEST(LEAST({0}, 2147483646), 0)", "mysql", "mariadb")
 
 
 class replace(_Function):
@@ -236,18 +200,10 @@ class replace(_Function):
     inherit_cache = True
 
 
-@compiles(replace)
-def _replace_sqlite(element: replace, compiler: SQLCompiler, **kw: Any) -> str:
-    text, find, replacement = element.sql_args(compiler, **kw)
-    # SQLite's replace(x, '', null) is x: append '' (or null) to the pattern to propagate it.
-    return f"replace({text}, {find} || substr({replacement}, 1, 0), {replacement})"
-
-
-@compiles(replace, "postgresql")
-@compiles(replace, "mysql")
-@compiles(replace, "mariadb")
-def _replace_native(element: replace, compiler: SQLCompiler, **kw: Any) -> str:
-    return "replace({}, {}, {})".format(*element.sql_args(compiler, **kw))
+# Arguments: text, find, replacement. SQLite's replace(x, '', null) is x: append '' (or
+# null) to the pattern to propagate it.
+_template(replace, "replace({0}, {1} || substr({2}, 1, 0), {2})")
+_template(replace, "replace({0}, {1}, {2})", "postgresql", "mysql", "mariadb")
 
 
 class round_half_away(_Function):
@@ -259,15 +215,9 @@ class round_half_away(_Function):
     name = "round_half_away"
 
 
-@compiles(round_half_away)
-def _round_default(element: round_half_away, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"round({element.sql_args(compiler, **kw)[0]})"
-
-
-@compiles(round_half_away, "postgresql")
-def _round_postgresql(element: round_half_away, compiler: SQLCompiler, **kw: Any) -> str:
-    # round(double precision) rounds halves to even on PostgreSQL; numeric rounds away.
-    return f"round(CAST({element.sql_args(compiler, **kw)[0]} AS NUMERIC))"
+_template(round_half_away, "round({0})")
+# round(double precision) rounds halves to even on PostgreSQL; numeric rounds away.
+_template(round_half_away, "round(CAST({0} AS NUMERIC))", "postgresql")
 
 
 class _UtcFunction(_Function):
@@ -288,6 +238,15 @@ def _utc_value_postgresql(element: _UtcFunction, compiler: SQLCompiler, **kw: An
     """The SQL of ``element``'s timestamp argument, converted to UTC where it is zone-aware."""
     value = element.sql_args(compiler, **kw)[0]
     return f"({value} AT TIME ZONE 'UTC')" if element.utc else value
+
+
+def _utc_template_postgresql(function: type[_UtcFunction], template: str) -> None:
+    """Compile ``function`` on PostgreSQL as ``template`` of its timestamp read in UTC."""
+
+    def render(element: _UtcFunction, compiler: SQLCompiler, **kw: Any) -> str:
+        return template.format(_utc_value_postgresql(element, compiler, **kw))
+
+    compiles(function, "postgresql")(render)
 
 
 class date_part(_UtcFunction):
@@ -333,15 +292,8 @@ class utc_date(_UtcFunction):
     inherit_cache = False
 
 
-@compiles(utc_date)
-def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"date({element.sql_args(compiler, **kw)[0]})"
-
-
-@compiles(utc_date, "postgresql")
-def _utc_date_postgresql(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
-    value = _utc_value_postgresql(element, compiler, **kw)
-    return f"CAST({value} AS DATE)"
+_template(utc_date, "date({0})")
+_utc_template_postgresql(utc_date, "CAST({0} AS DATE)")
 
 
 class utc_time(_UtcFunction):
@@ -352,25 +304,12 @@ class utc_time(_UtcFunction):
     inherit_cache = False
 
 
-@compiles(utc_time)
-def _utc_time_sqlite(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
-    value = element.sql_args(compiler, **kw)[0]
-    # SQLAlchemy stores an SQLite TIME as HH:MM:SS.ffffff: build the same text.
-    return (
-        f"(strftime('%H:%M:%S', {value}) || '.' || substr(strftime('%f', {value}), 4, 3) || '000')"
-    )
-
-
-@compiles(utc_time, "postgresql")
-def _utc_time_postgresql(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
-    value = _utc_value_postgresql(element, compiler, **kw)
-    return f"CAST({value} AS TIME)"
-
-
-@compiles(utc_time, "mysql")
-@compiles(utc_time, "mariadb")
-def _utc_time_mysql(element: utc_time, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"TIME({element.sql_args(compiler, **kw)[0]})"
+# SQLAlchemy stores an SQLite TIME as HH:MM:SS.ffffff: build the same text.
+_template(
+    utc_time, "(strftime('%H:%M:%S', {0}) || '.' || substr(strftime('%f', {0}), 4, 3) || '000')"
+)
+_utc_template_postgresql(utc_time, "CAST({0} AS TIME)")
+_template(utc_time, "TIME({0})", "mysql", "mariadb")
 
 
 class ordering(_Function):
