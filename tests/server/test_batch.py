@@ -315,3 +315,17 @@ def test_access_rules_views_and_keys_are_the_callers(make_client: MakeClient) ->
     assert [r["status"] for r in results[:2]] == [404, 404]
     assert results[2]["status"] == 400 and "Idempotent-Replayed" not in results[2]["headers"]
     assert [(row["id"], row["text"]) for row in _rows(client)] == [("p", "alice's")]
+
+
+def test_body_limits_apply_per_operation_and_to_the_whole_batch(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=1000)
+    ops = [_op("POST", body={"id": f"b{n}", "text": "x" * 600}) for n in range(3)]
+    ops.insert(1, _op("POST", body={"id": "big", "text": "y" * 1200}))  # alone it would be a 413
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [201, 413, 201, 201]
+    assert sorted(row["id"] for row in _rows(client)) == ["b0", "b1", "b2"]
+
+    too_big = [_op("POST", body={"id": f"t{n}", "text": "z" * 900}) for n in range(5)]
+    response = _batch(client, too_big)
+    assert response.status_code == 413
+    assert len(_rows(client)) == 3

@@ -25,7 +25,7 @@ from ..protocol import ApiVersion, dumps
 from ..protocol.headers import IDEMPOTENCY_HEADER
 from ._access import Operation
 from ._endpoints import _WRONG_VERB, Endpoints, _scoped_key
-from ._errors import BadRequest, HTTPError, MethodNotAllowed, logger
+from ._errors import BadRequest, HTTPError, MethodNotAllowed, PayloadTooLarge, logger
 from ._idempotency import check_key
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
@@ -34,6 +34,8 @@ from ._service import WriteRequest
 BATCH_HEADER = "X-Tablesync-Batch"
 """Response header advertising the batch route and its operation limit."""
 DEFAULT_MAX_OPERATIONS = 100
+BODY_LIMIT_FACTOR = 4
+"""A batch body may be this many times ``max_body_bytes``; each operation's body once."""
 _METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 _OP_HEADERS = ("if-match", "if-none-match", "idempotency-key")
 _ACCESS: dict[str, Operation] = {"PATCH": "update", "PUT": "update", "DELETE": "delete"}
@@ -47,6 +49,7 @@ class _Planned:
     key: str
     item_id: str | None
     body: Any
+    too_large: bool = False
 
 
 class BatchEndpoint:
@@ -63,13 +66,16 @@ class BatchEndpoint:
         api_version(request, skip_check=False)
         body_bytes = await self.endpoints._read_body(request, self._max_bytes())
         planned = self._plan(request, parse_json(request, body_bytes))
+        if len(body_bytes) > self.service.settings.max_body_bytes:
+            planned = [self._sized(op) for op in planned]
         results = await self.endpoints._run(self._execute, planned)
         content = b'{"results":[' + b",".join(results) + b"]}"
         return Response(content, 200, {BATCH_HEADER: str(self.max_operations)}, "application/json")
 
     def _max_bytes(self) -> int:
-        # Each operation may be as large as a single request body.
-        return self.service.settings.max_body_bytes * self.max_operations
+        # A bounded multiple: the limit guards memory, and a client whose batch is too large
+        # halves it (one operation still fits in a single request).
+        return self.service.settings.max_body_bytes * BODY_LIMIT_FACTOR
 
     def _plan(self, request: Request, body: Any) -> list[_Planned]:
         """Validate the whole batch before anything runs: a malformed batch writes nothing."""
@@ -81,6 +87,13 @@ class BatchEndpoint:
                 f"The batch has {len(operations)} operations; the limit is {self.max_operations}"
             )
         return [_plan_one(request, index, op) for index, op in enumerate(operations)]
+
+    def _sized(self, op: _Planned) -> _Planned:
+        """``op``, marked if its body alone is over the single-request limit (then 413)."""
+        limit = self.service.settings.max_body_bytes
+        if op.body is None or len(dumps(op.body)) <= limit:
+            return op
+        return _Planned(op.request, op.key, op.item_id, op.body, too_large=True)
 
     def _execute(self, planned: list[_Planned]) -> list[bytes]:
         """Run the operations in order (worker thread); stop after a server-side failure."""
@@ -109,6 +122,9 @@ class BatchEndpoint:
     def _dispatch(self, op: _Planned) -> Reply:
         """The single request's checks and service call, in the single request's order."""
         method = op.request.method
+        if op.too_large:
+            limit = self.service.settings.max_body_bytes
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes")
         if op.item_id is not None:
             checked_id(op.item_id)
         state = self.service.schema.cached(op.key)
