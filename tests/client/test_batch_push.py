@@ -357,3 +357,17 @@ def test_a_401_result_aborts_and_leaves_the_rest_queued(context: SyncContext) ->
         drive(flow, respond)
     assert failed.value.result.status is PushStatus.CANCELLED_BY_AUTHENTICATION_ERROR
     assert [op.item_id for op in context.pending_operations()] == ["u1", "u2"]
+
+
+def test_a_batch_too_large_halves_the_batch_size(context: SyncContext) -> None:
+    for n in range(6):
+        context.insert("todo", {"id": f"t{n}"})
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if is_batch(request):
+            return reply(request, 413, {"error": "too large"})
+        return _single_ok(request)
+
+    driven, b = _scripted(context, respond, limit=6)
+    assert driven.result.completed == 6 and b.batch_limit == 3
+    assert [is_batch(r) for r in driven.requests] == [True] + [False] * 6
