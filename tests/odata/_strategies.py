@@ -6,24 +6,14 @@ from collections.abc import Callable, Iterable
 
 from hypothesis import strategies as st
 
-from tablesync.odata.ast import (
-    FUNCTIONS,
-    Binary,
-    BinaryOp,
-    Call,
-    Expr,
-    In,
-    Unary,
-    UnaryOp,
-    balanced,
-)
+from tablesync.odata import ast
 
-Extend = Callable[[st.SearchStrategy[Expr]], st.SearchStrategy[Expr]]
+Extend = Callable[[st.SearchStrategy[ast.Expr]], st.SearchStrategy[ast.Expr]]
 
 
 def expressions(
-    leaves: st.SearchStrategy[Expr], *, functions: Iterable[str], max_leaves: int
-) -> st.SearchStrategy[Expr]:
+    leaves: st.SearchStrategy[ast.Expr], *, functions: Iterable[str], max_leaves: int
+) -> st.SearchStrategy[ast.Expr]:
     """Trees over ``leaves`` using every operator, ``in`` and the named functions.
 
     ``and``/``or`` chains are built balanced, as the parser and the builder make them, so a tree
@@ -33,27 +23,27 @@ def expressions(
 
 
 def _extender(function_names: list[str]) -> Extend:
-    plain_ops = [op for op in BinaryOp if not op.is_logical]
+    plain_ops = [op for op in ast.BinaryOp if not op.is_logical]
 
-    def extend(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+    def extend(children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
         return st.one_of(
-            st.builds(Unary, st.sampled_from(UnaryOp), children),
-            st.builds(Binary, st.sampled_from(plain_ops), children, children),
+            st.builds(ast.Unary, st.sampled_from(ast.UnaryOp), children),
+            st.builds(ast.Binary, st.sampled_from(plain_ops), children, children),
             st.builds(
-                lambda op, a, b: balanced(op, [a, b]),
-                st.sampled_from([BinaryOp.AND, BinaryOp.OR]),
+                lambda op, a, b: ast.balanced(op, [a, b]),
+                st.sampled_from([ast.BinaryOp.AND, ast.BinaryOp.OR]),
                 children,
                 children,
             ),
             st.sampled_from(function_names).flatmap(lambda name: _call(name, children)),
-            st.builds(In, children, st.lists(children, min_size=1, max_size=3).map(tuple)),
+            st.builds(ast.In, children, st.lists(children, min_size=1, max_size=3).map(tuple)),
         )
 
     return extend
 
 
-def _call(name: str, children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
-    arity = FUNCTIONS[name]
+def _call(name: str, children: st.SearchStrategy[ast.Expr]) -> st.SearchStrategy[ast.Expr]:
+    arity = ast.FUNCTIONS[name]
     return st.lists(children, min_size=arity.min_args, max_size=arity.max_args).map(
-        lambda args: Call(name, tuple(args))
+        lambda args: ast.Call(name, tuple(args))
     )
