@@ -225,8 +225,8 @@ def test_full_and_incremental_pull_over_several_pages(
         todo = client.sync_table("todoitem")
         first = todo.pull(query_id="all")
         assert todo.count() == 35
-        # v2 pulls rebase with `updatedAt ge <last>`, so each page boundary row comes twice.
-        assert 35 <= first.upserted <= 35 + first.pages
+        # Keyset paging reads every row once: 4 pages and the empty one that ends the pull.
+        assert (first.upserted, first.pages) == (35, 5)
         http.patch("/tables/todoitem/s005", json={"text": "changed"})
         assert http.delete("/tables/todoitem/s006").status_code == 200
         seed(http, 2, prefix="late")
@@ -278,9 +278,51 @@ def test_pull_with_rows_sharing_one_updated_at_neither_loses_nor_loops(
         todo = make_client(server.url, page_size=page_size).sync_table("todoitem")
         todo.pull(query_id="all")
     assert todo.count() == shared + 6
-    # Bounded: a pull that loops would make far more requests than pages exist.
-    pages = (shared + 6) // page_size + 1
-    assert len(recorder.targets()) <= 3 * pages + 3
+    # Keyset paging: one request per page, plus the empty page that ends the pull.
+    pages = -(-(shared + 6) // page_size)
+    assert len(recorder.targets()) == pages + 1
+    assert all("$skip" not in url for url in recorder.targets())
+
+
+def test_more_than_a_page_of_tied_rows_updated_between_two_pages_is_all_pulled(
+    node_server_factory: Any, tmp_path: Path
+) -> None:
+    """Between the second and third page, 60 rows sharing one updatedAt (more than a page,
+    some already read) are updated and 55 more are inserted in one millisecond: one pull
+    still ends with exactly the server's rows and versions."""
+    server = node_server_factory(page_size=50)
+    with httpx.Client(base_url=server.url, headers=V2, timeout=10) as http:
+        seed(http, 1)  # dynamic schema: the columns exist before the bulk insert
+        tied = [{"id": f"tie{n:03d}", "text": "t", "complete": False, "n": n} for n in range(120)]
+        assert http.post("/_interop/bulk/todoitem", json=tied).status_code == 201
+        late = [{"id": f"late{n:03d}", "text": "l", "complete": False, "n": n} for n in range(55)]
+        seen: list[str] = []
+        fired: list[str] = []
+
+        def interleave(response: httpx.Response) -> None:
+            # After the second page: the pull has read ties past the first page boundary.
+            seen.append(response.request.method)
+            if fired or seen.count("GET") != 2:
+                return
+            fired.append(str(response.request.url))
+            for n in range(20, 80):
+                assert http.patch(f"/tables/todoitem/tie{n:03d}", json={"n": -n}).is_success
+            assert http.post("/_interop/bulk/todoitem", json=late).status_code == 201
+
+        hooked = httpx.Client(timeout=10, event_hooks={"response": [interleave]})
+        store = SQLiteStore(str(tmp_path / "device.db"))
+        client = Client(server.url, store=store, api_version="2.0.0", http=hooked, page_size=50)
+        try:
+            todo = client.sync_table("todoitem")
+            todo.pull(query_id="all")
+            local = {row["id"]: (row["version"], row["n"]) for row in todo.query()}
+        finally:
+            client.close()
+            store.close()
+            hooked.close()
+        rows = http.get("/tables/todoitem", params={"$top": 1000}).json()
+    assert fired, "the writes were never interleaved with the pull"
+    assert len(rows) == 176 and local == {r["id"]: (r["version"], r["n"]) for r in rows}
 
 
 def _conflicting_update(node: NodeServer, http: httpx.Client, make_client: ClientFactory) -> Any:
