@@ -61,8 +61,12 @@ def tablesync_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.interop.tablesync_server import start_tablesync_server
 
     path = tmp_path_factory.mktemp("server") / "server.db"
+    # These fault plans count one request per operation, so no batch push here; the batched
+    # push meets faults in test_model.py (its own server) and tests/client/test_batch_push.py.
     server = start_tablesync_server(
-        database=f"sqlite:///{path}", tables=[Table("todoitem", columns=TODO_COLUMNS)]
+        database=f"sqlite:///{path}",
+        tables=[Table("todoitem", columns=TODO_COLUMNS)],
+        max_batch_operations=0,
     )
     yield server.url
     server.stop()

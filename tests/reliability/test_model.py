@@ -73,16 +73,33 @@ class Audit:
             return message
 
         status: list[int] = []
+        answer: list[bytes] = []
 
         async def tap_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
+            elif message["type"] == "http.response.body":
+                answer.append(message.get("body", b""))
             await send(message)
 
         await self.app(scope, tap_receive, tap_send)
         raw = b"".join(chunks)
         body = json.loads(raw) if raw.strip().startswith(b"{") else None
+        if scope["path"].endswith("/$batch") and status == [200]:
+            self._record_batch(body, b"".join(answer))
+            return
         self.writes.append((scope["method"], scope["path"], body, status[0] if status else 0))
+
+    def _record_batch(self, body: Any, answer: bytes) -> None:
+        """A batch push: each operation with its own result, as if sent alone."""
+        import gzip
+
+        if answer[:2] == b"\x1f\x8b":
+            answer = gzip.decompress(answer)
+        results = json.loads(answer)["results"]
+        for op, result in zip(body["operations"], results, strict=False):
+            path = f"/tables/{op['table']}" + (f"/{op['id']}" if "id" in op else "")
+            self.writes.append((op["method"], path, op.get("body"), result["status"]))
 
     def accepted_tokens(self) -> set[str]:
         """Tokens ``w`` of write requests the server answered with 2xx."""
