@@ -13,8 +13,9 @@ this device is the only writer):
 * an item of the plan with no queued operation is on the server exactly as the plan says
   (nothing lost, nothing applied twice or out of order);
 * a local row with no queued operation is the server's row, same version;
-* the delta token never runs ahead of the rows: a server row stamped at or before it, with
-  no queued operation, is in the store as the server has it (or absent, if deleted).
+* the delta token never runs ahead of the rows: a server row at or before its keyset cursor
+  ``(updatedAt, id)``, with no queued operation, is in the store as the server has it (or
+  absent, if deleted).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pytest
 
 from tablesync import SQLiteStore
 from tablesync.client._context import SyncContext
+from tablesync.client._pull import PullCursor
 from tablesync.protocol import parse_datetime
 from tests.faults.proxy import DropResponse, Fault, FaultProxy, Reset, Status, Truncate
 from tests.reliability.kill_worker import PHASES, STEP_KEY, TABLE, make_plan, model
@@ -145,7 +147,7 @@ def check(store_path: Path, server: dict[str, dict[str, Any]]) -> tuple[int, int
                 assert row is not None and not row["deleted"], f"{item_id}: local only"
                 assert (item["version"], item["n"]) == (row["version"], row["n"]), item_id
         if token is not None:
-            _assert_token_covered(parse_datetime(token), server, local, queued)
+            _assert_token_covered(PullCursor.parse(token), server, local, queued)
         return steps, len(queued)
 
 
@@ -158,13 +160,14 @@ def _assert_on_server(row: dict[str, Any] | None, item_id: str, n: int | None) -
 
 
 def _assert_token_covered(
-    token: Any,
+    cursor: PullCursor,
     server: dict[str, dict[str, Any]],
     local: dict[str, dict[str, Any]],
     queued: set[str],
 ) -> None:
     for item_id, row in server.items():
-        if item_id in queued or parse_datetime(row["updatedAt"]) > token:
+        # A bare timestamp covers the rows before it; "<stamp> <id>" the rows up to that one.
+        if item_id in queued or (parse_datetime(row["updatedAt"]), item_id) > cursor.key():
             continue
         if row["deleted"]:
             assert item_id not in local, f"{item_id}: deleted before the token, still local"
