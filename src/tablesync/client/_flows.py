@@ -77,7 +77,9 @@ def push_flow(
 
     Per-operation failures are recorded and the push goes on; a transport error (after
     retries), a 401 (after a token refresh), a store error or a handler crash stops it with
-    the current operation left queued, to be resumed by the next push.
+    the current operation left queued, to be resumed by the next push. Against a server that
+    advertises the batch extension, consecutive operations share one ``$batch`` request and
+    each result is read as its single response would be (``_push_batch``).
     """
     total = _pending(context, tables)
     tally = _Tally(progress, total)
