@@ -329,3 +329,20 @@ def test_body_limits_apply_per_operation_and_to_the_whole_batch(make_client: Mak
     response = _batch(client, too_big)
     assert response.status_code == 413
     assert len(_rows(client)) == 3
+
+
+def test_hooks_see_the_operation_as_its_single_request(make_client: MakeClient) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def before_commit(request: Any, event: Any) -> None:
+        seen.append((request.method, request.url.path))
+
+    client = make_client([Table("todo", columns=TODO_COLUMNS, before_commit=before_commit)])
+    _batch(client, [_op("POST", body={"id": "q a"}), _op("PATCH", "q a", {"text": "x"})])
+    client.post("/tables/todo", json={"id": "single"}, headers=V3)
+    # The third is the single request: the batched ones look just like it.
+    assert seen == [
+        ("POST", "/tables/todo"),
+        ("PATCH", "/tables/todo/q a"),
+        ("POST", "/tables/todo"),
+    ]

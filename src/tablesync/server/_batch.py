@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from starlette.requests import Request
@@ -186,12 +187,14 @@ def _plan_one(request: Request, index: int, op: Any) -> _Planned:
         raise BadRequest(f"{where}.headers must be an object of strings")
     if body is not None and not isinstance(body, dict):
         raise BadRequest(f"{where}.body must be an object")
-    sub = _sub_request(request, method, headers)
+    sub = _sub_request(request, method, headers, table, item_id)
     return _Planned(sub, table.lower(), item_id, body)
 
 
-def _sub_request(request: Request, method: str, headers: Mapping[str, str]) -> Request:
-    """The request an operation would have been: the batch's headers plus its own."""
+def _sub_request(
+    request: Request, method: str, headers: Mapping[str, str], table: str, item_id: str | None
+) -> Request:
+    """The request an operation would have been: its path, the batch's headers plus its own."""
     own = {name.lower(): value for name, value in headers.items()}
     kept = [
         (name, value)
@@ -202,8 +205,18 @@ def _sub_request(request: Request, method: str, headers: Mapping[str, str]) -> R
     for name in _OP_HEADERS:
         if name in own:
             kept.append((name.encode("latin-1"), own[name].encode("utf-8")))
+    # Same prefix (a root path, a proxy's mount) as the batch; "$batch" becomes the item's path.
+    prefix = str(request.scope["path"]).removesuffix("/$batch")
+    raw_prefix = bytes(request.scope.get("raw_path") or prefix.encode()).split(b"?", 1)[0]
+    raw_prefix = raw_prefix.removesuffix(b"/$batch").removesuffix(b"/%24batch")
+    tail = f"/{table}" + (f"/{item_id}" if item_id is not None else "")
+    raw_tail = f"/{quote(table, safe='')}"
+    raw_tail += f"/{quote(item_id, safe='')}" if item_id is not None else ""
+    params = {"table": table, **({"item_id": item_id} if item_id is not None else {})}
     # The scope is copied shallowly: "state" (the authenticated principal) is shared.
-    return Request({**request.scope, "method": method, "headers": kept})
+    scope = {**request.scope, "method": method, "headers": kept, "path": prefix + tail}
+    scope.update(raw_path=raw_prefix + raw_tail.encode(), path_params=params)
+    return Request(scope)
 
 
 def _encode(reply: Reply) -> bytes:
