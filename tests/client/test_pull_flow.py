@@ -489,3 +489,44 @@ def test_ids_with_quotes_are_escaped_in_the_cursor(context: SyncContext) -> None
     pull(context, server, query_id="all", page_size=2)
     assert "id gt 'o''r001'" in server.requests[1].url.params["$filter"]
     assert len(local_ids(context)) == 4
+
+
+def test_the_cursor_moves_past_rows_with_a_pending_local_change(context: SyncContext) -> None:
+    server = Rows(rows(6), page_size=3)
+
+    def edits_locally_after_the_first_page(request: httpx.Request) -> httpx.Response:
+        response = server(request)
+        if len(server.requests) == 1:  # r004 gets a local change while the pull runs
+            context.update("todo", {"id": "r004", "text": "mine"})
+        return response
+
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 3))
+    result = drive(flow, edits_locally_after_the_first_page).result
+
+    assert context.get("todo", "r004")["text"] == "mine" and result.skipped == 1
+    assert context.get_delta_token("todo", "all") == f"{stamp(6)} r005"
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        pytest.param([{"text": "no id"}], "no usable rows", id="no-usable-rows"),
+        pytest.param(
+            [{**rows(1)[0], "updatedAt": None}], "without a valid updatedAt", id="no-stamp"
+        ),
+        pytest.param(
+            [{**rows(1)[0], "updatedAt": "soon"}], "without a valid updatedAt", id="bad-stamp"
+        ),
+    ],
+)
+def test_a_page_without_a_cursor_fails_the_pull(
+    context: SyncContext, page: list[dict[str, Any]], message: str
+) -> None:
+    def respond(request: httpx.Request) -> httpx.Response:
+        return reply(request, 200, {"items": page, "count": None, "nextLink": None})
+
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 3))
+    error, requests = drive_raising(flow, respond)
+    assert isinstance(error, PullFailedError) and message in str(error)
+    assert len(requests) == 1 and context.get_delta_token("todo", "all") is None
