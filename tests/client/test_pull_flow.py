@@ -33,7 +33,7 @@ def stamp_of(row: dict[str, Any]) -> dt.datetime:
 def keyset_predicate(text: str) -> Callable[[dict[str, Any]], bool]:
     """Evaluate the three filter shapes an incremental pull sends (any user filter ignored).
 
-    ``updatedAt ge T``; ``(updatedAt gt T) or ((updatedAt ge T) and (id gt 'L'))``; and the
+    ``updatedAt ge T``; ``(updatedAt ge T) and ((updatedAt gt T) or (id gt 'L'))``; and the
     block ``(updatedAt ge S) and (updatedAt lt E) and (id gt 'L')``.
     """
     bounds: dict[str, dt.datetime] = {}
@@ -166,7 +166,7 @@ def test_incremental_pull_fetches_everything_and_stores_the_token(
     assert first["__includeDeleted" if version is V2 else "__includedeleted"] == "true"
     after = literal(stamp(3))
     assert second["$filter"] == (
-        f"(updatedAt gt {after}) or ((updatedAt ge {after}) and (id gt 'r002'))"
+        f"(updatedAt ge {after}) and ((updatedAt gt {after}) or (id gt 'r002'))"
     )
     assert f"{stamp(7)}" in server.requests[-1].url.params["$filter"]
     assert "'r006'" in server.requests[-1].url.params["$filter"]

@@ -328,7 +328,10 @@ def _keyset_filter(cursor: PullCursor, version: ApiVersion) -> str:
     if cursor.last_id is None:
         return at
     after = f"updatedAt gt {datetime_literal(cursor.updated_at, version)}"
-    return f"({after}) or (({at}) and (id gt {string_literal(cursor.last_id)}))"
+    # ``T <= u and (u > T or id > L)``, i.e. ``u > T or (u >= T and id > L)`` with the range
+    # first: a SQL server turns a leading ``updatedAt >= T`` into an index range on
+    # ``(updatedAt, id)`` instead of scanning every earlier row for the OR.
+    return f"({at}) and (({after}) or (id gt {string_literal(cursor.last_id)}))"
 
 
 def _block_filter(cursor: PullCursor, version: ApiVersion) -> str:
