@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import PullFailedError, PushFailedError, UnsupportedQueryError, UsageError
@@ -267,6 +268,7 @@ def _advance(table: str, cursor: PullCursor, block: bool, page: Page) -> tuple[P
         if last_id == cursor.last_id:
             raise PullFailedError(_IGNORED.format(table=table))
         return PullCursor(cursor.updated_at, last_id), True
+    _check_ordered(table, page)
     stamp = _updated_at(last)
     if stamp is None:
         raise PullFailedError(
@@ -283,6 +285,16 @@ _IGNORED = (
     "the server sent the same rows of {table!r} again for a query asking for the rows after "
     "them: it seems to ignore the filter, so the pull cannot move on"
 )
+
+
+def _check_ordered(table: str, page: Page) -> None:
+    """The cursor is the last row only if the page came in ``updatedAt`` order."""
+    stamps = [stamp for item in page.items if (stamp := _updated_at(item)) is not None]
+    if any(later < earlier for earlier, later in pairwise(stamps)):
+        raise PullFailedError(
+            f"the server sent a page of {table!r} out of updatedAt order: it seems to ignore "
+            "$orderby, so the pull cannot tell which rows it has read"
+        )
 
 
 def _check_usable(table: str, page: Page) -> None:
