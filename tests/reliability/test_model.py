@@ -55,7 +55,12 @@ TALLY: Counter[str] = Counter()
 
 
 class Audit:
-    """ASGI middleware: every write request the server answered, with its body and status."""
+    """ASGI middleware: every write request the server answered, with its body and status.
+
+    A write is recorded when the server hands over the last part of its answer, before that
+    part goes out: the server runs in another thread, and a client that has its answer must
+    find the write already recorded (recording after the app returns raced the client's check).
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -74,19 +79,30 @@ class Audit:
 
         status: list[int] = []
         answer: list[bytes] = []
+        recorded: list[bool] = []
 
         async def tap_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
             elif message["type"] == "http.response.body":
                 answer.append(message.get("body", b""))
+                if not message.get("more_body", False) and not recorded:
+                    recorded.append(True)
+                    self._record(scope, b"".join(chunks), status, b"".join(answer), True)
             await send(message)
 
-        await self.app(scope, tap_receive, tap_send)
-        raw = b"".join(chunks)
+        try:
+            await self.app(scope, tap_receive, tap_send)
+        finally:
+            if not recorded:  # the app failed before its answer was complete
+                self._record(scope, b"".join(chunks), status, b"".join(answer), False)
+
+    def _record(
+        self, scope: Any, raw: bytes, status: list[int], answer: bytes, complete: bool
+    ) -> None:
         body = json.loads(raw) if raw.strip().startswith(b"{") else None
-        if scope["path"].endswith("/$batch") and status == [200]:
-            self._record_batch(body, b"".join(answer))
+        if scope["path"].endswith("/$batch") and status == [200] and complete:
+            self._record_batch(body, answer)
             return
         self.writes.append((scope["method"], scope["path"], body, status[0] if status else 0))
 
@@ -108,6 +124,69 @@ class Audit:
             for _, _, body, status in self.writes
             if 200 <= status < 300 and isinstance(body, dict) and "w" in body
         }
+
+
+def _answering(status: int, body: bytes, *, gzipped: bool = False) -> Any:
+    """A tiny ASGI app: reads the request, then answers ``body`` in two parts."""
+    import gzip
+
+    content = gzip.compress(body) if gzipped else body
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body", False):
+            pass
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        half = len(content) // 2
+        await send({"type": "http.response.body", "body": content[:half], "more_body": True})
+        await send({"type": "http.response.body", "body": content[half:]})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("path", "request_body", "status", "answer", "gzipped"),
+    [
+        pytest.param(
+            "/tables/shared",
+            {"id": "x", "w": "t1"},
+            201,
+            b'{"id":"x","w":"t1"}',
+            False,
+            id="single",
+        ),
+        pytest.param(
+            "/tables/$batch",
+            {"operations": [{"method": "POST", "table": "shared", "body": {"id": "x", "w": "t1"}}]},
+            200,
+            b'{"results":[{"status":201,"headers":{},"body":{"id":"x","w":"t1"}}]}',
+            True,
+            id="batch-gzip",
+        ),
+    ],
+)
+def test_audit_records_a_write_before_its_answer_leaves(
+    path: str, request_body: Any, status: int, answer: bytes, gzipped: bool
+) -> None:
+    """The server runs in its own thread: a client holding the whole answer must find the
+    write in the audit already, so the audit records it before the answer's last part goes.
+    """
+    import asyncio
+
+    audit = Audit(_answering(status, answer, gzipped=gzipped))
+    seen_at_end: list[set[str]] = []
+    incoming = [{"type": "http.request", "body": json.dumps(request_body).encode()}]
+
+    async def receive() -> Any:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            seen_at_end.append(audit.accepted_tokens())
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+    asyncio.run(audit(scope, receive, send))
+    assert seen_at_end == [{"t1"}]
+    assert len(audit.writes) == 1
 
 
 @dataclass
