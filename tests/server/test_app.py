@@ -109,7 +109,12 @@ def test_openapi_describes_every_table_and_route(make_client: Any) -> None:
         "/tables/todo/{id}",
         "/tables/other",
         "/tables/other/{id}",
+        "/tables/$batch",
     }
+    batch = document["paths"]["/tables/$batch"]["post"]["requestBody"]["content"]
+    operations = batch["application/json"]["schema"]["properties"]["operations"]
+    assert operations["maxItems"] == 100
+    assert operations["items"]["properties"]["table"]["enum"] == ["todo", "other"]
     item = document["components"]["schemas"]["Item_todo"]
     assert item["properties"]["done"] == {"type": ["boolean", "null"]}
     assert item["additionalProperties"] is False

@@ -192,7 +192,7 @@ def _starlette(
 
     async def openapi(_request: Request) -> Response:
         states = service.schema.states()
-        document = openapi_document(states)
+        document = openapi_document(states, max_batch=max_batch)
         auth = service.settings.auth
         if auth is not None:
             access_of = {state.config.name: service.access(state) for state in states}

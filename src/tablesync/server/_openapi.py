@@ -19,8 +19,11 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def openapi_document(states: Sequence[TableState]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``states`` (paths, parameters and schemas per table)."""
+def openapi_document(states: Sequence[TableState], *, max_batch: int = 0) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``states`` (paths, parameters and schemas per table).
+
+    With ``max_batch`` > 0 it also describes ``POST /tables/$batch``, so that fuzzing reaches it.
+    """
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": _error_schema()}
     for state in states:
@@ -29,6 +32,8 @@ def openapi_document(states: Sequence[TableState]) -> dict[str, Any]:
         schemas[_schema_name(name) + "Page"] = _page_schema(name)
         paths[f"/tables/{name}"] = _collection_path(name)
         paths[f"/tables/{name}/{{id}}"] = _item_path(name)
+    if max_batch > 0:
+        paths["/tables/$batch"] = _batch_path([state.config.name for state in states], max_batch)
     return {
         "openapi": "3.1.0",
         "info": {"title": "tablesync /tables API", "version": __version__},
@@ -241,4 +246,57 @@ def _item_path(table: str) -> dict[str, Any]:
             "parameters": writes,
             "responses": _responses(table, "201", "412"),
         },
+    }
+
+
+def _batch_path(tables: list[str], max_batch: int) -> dict[str, Any]:
+    # The extension of docs/protocol-extensions.md ("Batch push"): each operation is the single
+    # request it stands for; the answer holds one {status, headers, body} per operation.
+    operation = {
+        "type": "object",
+        "required": ["method", "table"],
+        "properties": {
+            "method": {"type": "string", "enum": ["POST", "PATCH", "PUT", "DELETE"]},
+            "table": {"type": "string", **({"enum": tables} if tables else {})},
+            "id": {"type": "string", "maxLength": 255},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "body": {"type": "object"},
+        },
+    }
+    body = {
+        "type": "object",
+        "required": ["operations"],
+        "properties": {
+            "operations": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_batch,
+                "items": operation,
+            }
+        },
+    }
+    result = {
+        "type": "object",
+        "required": ["status", "headers"],
+        "properties": {
+            "status": {"type": "integer"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "body": {},
+        },
+    }
+    answer = {"type": "object", "properties": {"results": {"type": "array", "items": result}}}
+    error = {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}
+    return {
+        "post": {
+            "summary": "Apply queued writes in order, one result each (tablesync extension)",
+            "parameters": [_ref("ApiVersionHeader")],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {
+                    "description": "One result per operation, in order",
+                    "content": {"application/json": {"schema": answer}},
+                },
+                **{code: error for code in ("400", "413", "415", "503")},
+            },
+        }
     }
