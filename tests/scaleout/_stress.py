@@ -36,8 +36,9 @@ class Report:
         missed: per device, ids the server has and the device lacks.
         stale: per device, ids the device holds in another version than the server's.
         errors: unexpected failures in writer or device threads.
-        pull_failures: pulls the client refused to finish (``PullFailedError``: the same page
-            came back for a larger ``$skip``, which broken stamps cause).
+        pull_failures: pulls the client refused to finish (``PullFailedError``: a page
+            out of ``updatedAt`` order, or the same rows again for the keyset after them,
+            which broken stamps cause).
     """
 
     writes: int = 0
