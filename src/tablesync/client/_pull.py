@@ -14,6 +14,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import PullFailedError, PushFailedError, UnsupportedQueryError, UsageError
+from ..odata import Literal, to_odata
 from ..protocol import ApiVersion, format_datetime, parse_datetime
 from ..protocol.dates import EPOCH, truncate_millis
 from ._conflicts import SyncHandler
@@ -336,36 +337,28 @@ def incremental_params(
 def _keyset_filter(cursor: PullCursor, version: ApiVersion) -> str:
     # `ge` and `id gt` rather than `updatedAt eq T`: a server storing finer stamps never
     # matches `eq` on the millisecond, while `gt`/`ge` behave.
-    at = f"updatedAt ge {datetime_literal(cursor.updated_at, version)}"
+    at = f"updatedAt ge {_literal(cursor.updated_at, version)}"
     if cursor.last_id is None:
         return at
-    after = f"updatedAt gt {datetime_literal(cursor.updated_at, version)}"
+    after = f"updatedAt gt {_literal(cursor.updated_at, version)}"
     # ``T <= u and (u > T or id > L)``, i.e. ``u > T or (u >= T and id > L)`` with the range
     # first: a SQL server turns a leading ``updatedAt >= T`` into an index range on
     # ``(updatedAt, id)`` instead of scanning every earlier row for the OR.
-    return f"({at}) and (({after}) or (id gt {string_literal(cursor.last_id)}))"
+    return f"({at}) and (({after}) or (id gt {_literal(cursor.last_id, version)}))"
 
 
 def _block_filter(cursor: PullCursor, version: ApiVersion) -> str:
-    start = datetime_literal(cursor.updated_at, version)
-    end = datetime_literal(cursor.updated_at + _MILLISECOND, version)
+    start = _literal(cursor.updated_at, version)
+    end = _literal(cursor.updated_at + _MILLISECOND, version)
     condition = f"(updatedAt ge {start}) and (updatedAt lt {end})"
     if cursor.last_id is None:
         return condition
-    return f"{condition} and (id gt {string_literal(cursor.last_id)})"
+    return f"{condition} and (id gt {_literal(cursor.last_id, version)})"
 
 
-def string_literal(value: str) -> str:
-    """An OData string literal: single quotes, an embedded quote doubled."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def datetime_literal(value: dt.datetime, version: ApiVersion) -> str:
-    """A date/time literal of each OData dialect, at millisecond precision in UTC."""
-    text = format_datetime(value)
-    if version is ApiVersion.V2:
-        return f"datetimeoffset'{text}'"
-    return f"cast({text},Edm.DateTimeOffset)"
+def _literal(value: str | dt.datetime, version: ApiVersion) -> str:
+    """``value`` as an OData literal of ``version``'s dialect, by the query printer."""
+    return to_odata(Literal.of(value), version)
 
 
 def sync_flow(
