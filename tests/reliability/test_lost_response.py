@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tablesync import Client, PushFailedError, PushStatus
+from tablesync.client import SyncTable
 from tests.faults.proxy import DropResponse, FaultProxy, Reset, Truncate, writes
 from tests.reliability.conftest import FAST_RETRY, Peer
 
@@ -47,6 +48,22 @@ def _push_through(client: Client, proxy: FaultProxy, mode: str) -> None:
     assert result.ok and result.errors == []
 
 
+def _connect(
+    peer: Peer, proxy_for: Callable[[str], FaultProxy], client_for: Callable[..., Client]
+) -> tuple[FaultProxy, Client, SyncTable]:
+    """A client reaching ``peer`` through a fault proxy, and its ``todoitem`` table."""
+    proxy = proxy_for(peer.url)
+    client = client_for(proxy.url, peer.api_version)
+    return proxy, client, client.sync_table("todoitem")
+
+
+def _push_losing_one_response(client: Client, proxy: FaultProxy, mode: str) -> None:
+    """Push the one queued write, losing its response after the server handled it."""
+    _lose_next_write(proxy, mode)
+    _push_through(client, proxy, mode)
+    assert proxy.lost_after_handling() == 1
+
+
 def _rows(peer: Peer, marker: str) -> list[dict[str, Any]]:
     return [row for row in peer.server_rows() if row.get("text", "").startswith(marker)]
 
@@ -58,14 +75,10 @@ def test_lost_insert_response(
     proxy_for: Callable[[str], FaultProxy],
     client_for: Callable[..., Client],
 ) -> None:
-    proxy = proxy_for(peer.url)
-    client = client_for(proxy.url, peer.api_version)
-    todo = client.sync_table("todoitem")
+    proxy, client, todo = _connect(peer, proxy_for, client_for)
     marker = f"ins-{uuid.uuid4().hex}"
     item = todo.insert({"text": marker, "n": 1})
-    _lose_next_write(proxy, mode)
-    _push_through(client, proxy, mode)
-    assert proxy.lost_after_handling() == 1
+    _push_losing_one_response(client, proxy, mode)
     [row] = _rows(peer, marker)  # exactly one row, never a second one
     assert row["id"] == item["id"] and row["deleted"] is False
     local = todo.get(item["id"])
@@ -80,18 +93,14 @@ def test_lost_update_response(
     proxy_for: Callable[[str], FaultProxy],
     client_for: Callable[..., Client],
 ) -> None:
-    proxy = proxy_for(peer.url)
-    client = client_for(proxy.url, peer.api_version)
-    todo = client.sync_table("todoitem")
+    proxy, client, todo = _connect(peer, proxy_for, client_for)
     marker = f"upd-{uuid.uuid4().hex}"
     item = todo.insert({"text": marker, "n": 1})
     client.push()
     before = todo.get(item["id"])
     assert before is not None
     todo.update({**before, "text": marker + "-edited", "n": 2})
-    _lose_next_write(proxy, mode)
-    _push_through(client, proxy, mode)
-    assert proxy.lost_after_handling() == 1
+    _push_losing_one_response(client, proxy, mode)
     [row] = _rows(peer, marker)
     assert (row["text"], row["n"]) == (marker + "-edited", 2)
     local = todo.get(item["id"])
@@ -106,16 +115,12 @@ def test_lost_delete_response(
     proxy_for: Callable[[str], FaultProxy],
     client_for: Callable[..., Client],
 ) -> None:
-    proxy = proxy_for(peer.url)
-    client = client_for(proxy.url, peer.api_version)
-    todo = client.sync_table("todoitem")
+    proxy, client, todo = _connect(peer, proxy_for, client_for)
     marker = f"del-{uuid.uuid4().hex}"
     item = todo.insert({"text": marker, "n": 1})
     client.push()
     todo.delete(item["id"])
-    _lose_next_write(proxy, mode)
-    _push_through(client, proxy, mode)
-    assert proxy.lost_after_handling() == 1
+    _push_losing_one_response(client, proxy, mode)
     [row] = _rows(peer, marker)
     assert row["deleted"] is True
     assert todo.get(item["id"]) is None and client.pending_operations == []
