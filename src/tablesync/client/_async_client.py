@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import httpx
@@ -157,9 +157,6 @@ class AsyncClient(BaseClient):
         except StopIteration as done:
             final: httpx.Response = done.value
             return final
-
-    def _auth_arg(self) -> Any:
-        return self._http_auth if self._http_auth is not None else httpx.USE_CLIENT_DEFAULT
 
     async def _fetch_token(self, refresh: bool) -> str:
         cached = self._cached_token(refresh)

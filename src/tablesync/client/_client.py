@@ -119,6 +119,10 @@ class BaseClient:
             raise UsageError(f"this {type(self).__name__} is closed")
         return send_steps(request, self.retry, self._token_header)
 
+    def _auth_arg(self) -> Any:
+        """The ``auth`` for ``httpx``'s ``send``: the given ``httpx.Auth``, else the default."""
+        return self._http_auth if self._http_auth is not None else httpx.USE_CLIENT_DEFAULT
+
     def _cached_token(self, refresh: bool) -> str | None:
         """The cached token, unless a refresh is asked or none is cached."""
         return None if refresh else self._token
@@ -278,9 +282,6 @@ class Client(BaseClient):
         except StopIteration as done:
             final: httpx.Response = done.value
             return final
-
-    def _auth_arg(self) -> Any:
-        return self._http_auth if self._http_auth is not None else httpx.USE_CLIENT_DEFAULT
 
     def _fetch_token(self, refresh: bool) -> str:
         cached = self._cached_token(refresh)
