@@ -6,11 +6,11 @@ from typing import Any
 
 #: Properties the server owns. Clients never set them directly (``id`` aside).
 SYSTEM_PROPERTIES = ("createdAt", "updatedAt", "version", "deleted")
+_DROP = frozenset(name.lower() for name in SYSTEM_PROPERTIES)
+_DROP_KEEPING_VERSION = _DROP - {"version"}
 
 
 def strip_system_properties(item: dict[str, Any], *, keep_version: bool = False) -> dict[str, Any]:
     """A copy of ``item`` without system properties (``id`` is kept, and ``version`` if asked)."""
-    drop = {name.lower() for name in SYSTEM_PROPERTIES}
-    if keep_version:
-        drop.discard("version")
+    drop = _DROP_KEEPING_VERSION if keep_version else _DROP
     return {key: value for key, value in item.items() if key.lower() not in drop}
