@@ -12,13 +12,13 @@ was expected and carries the 0-based position where it went wrong.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._exceptions import ODataSyntaxError
 from ._casts import cast_literal
 from ._lexer import OPERATOR_WORDS, Token, TokenKind, tokenize
+from .ast import _IDENTIFIER as _SELECT_NAME  # the one identifier rule Member enforces
 from .ast import (
     FUNCTIONS,
     Binary,
@@ -41,7 +41,6 @@ _ADDITIVE = {"add": BinaryOp.ADD, "sub": BinaryOp.SUB}
 _MULTIPLICATIVE = {"mul": BinaryOp.MUL, "div": BinaryOp.DIV, "mod": BinaryOp.MOD}
 _EXPECTED_OPERATOR = "an operator (eq, ne, gt, ge, lt, le, and, or, add, sub, mul, div, mod, in)"
 _EXPECTED_VALUE = "a value (a property, a literal, a function call or '(')"
-_SELECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
