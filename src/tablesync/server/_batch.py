@@ -11,8 +11,7 @@ docs/protocol-extensions.md, "Batch push".
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,11 +22,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import ApiVersion, dumps
-from ..protocol.headers import IDEMPOTENCY_HEADER
 from ._access import Operation
-from ._endpoints import _WRONG_VERB, Endpoints, _scoped_key
+from ._endpoints import _WRONG_VERB, Endpoints, idempotency_key, write_action
 from ._errors import BadRequest, HTTPError, MethodNotAllowed, PayloadTooLarge, logger
-from ._idempotency import check_key
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
 from ._service import WriteRequest
@@ -150,23 +147,9 @@ class BatchEndpoint:
             body=body,
             pre=preconditions(op.request),
             include_deleted=include_deleted(op.request),
-            idempotency_key=_scoped_key(
-                op.request, check_key(op.request.headers.get(IDEMPOTENCY_HEADER))
-            ),
+            idempotency_key=idempotency_key(op.request),
         )
-        return self._action(method, op.item_id)(write)
-
-    def _action(self, method: str, item_id: str | None) -> Callable[[WriteRequest], Reply]:
-        service = self.service
-        if item_id is None:
-            return service.insert
-        actions: dict[str, Callable[[WriteRequest], Reply]] = {
-            "PATCH": functools.partial(service.update, replace_all=False),
-            "PUT": functools.partial(service.update, replace_all=True),
-            "DELETE": service.delete,
-            "POST": service.undelete,
-        }
-        return actions[method]
+        return write_action(self.service, method, op.item_id)(write)
 
 
 def _plan_one(request: Request, index: int, op: Any) -> _Planned:

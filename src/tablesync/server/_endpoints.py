@@ -122,13 +122,7 @@ class Endpoints:
         ):
             raise MethodNotAllowed(_WRONG_VERB[method])
         write = await self._write_request(request, key, version, item_id)
-        operation: dict[str, Callable[[WriteRequest], Reply]] = {
-            "PATCH": functools.partial(self.service.update, replace_all=False),
-            "PUT": functools.partial(self.service.update, replace_all=True),
-            "DELETE": self.service.delete,
-            "POST": self.service.undelete,
-        }
-        return (await self._run(operation[method], write)).to_response()
+        return (await self._run(write_action(self.service, method, item_id), write)).to_response()
 
     async def _write_request(
         self, request: Request, key: str, version: ApiVersion, item_id: str | None
@@ -144,9 +138,7 @@ class Endpoints:
             body=body,
             pre=preconditions(request),
             include_deleted=include_deleted(request),
-            idempotency_key=_scoped_key(
-                request, check_key(request.headers.get(IDEMPOTENCY_HEADER))
-            ),
+            idempotency_key=idempotency_key(request),
         )
 
     async def _read_body(self, request: Request, max_bytes: int) -> bytes:
@@ -186,6 +178,26 @@ class RequestTimeout(HTTPError):
     """Raised when the request body arrives too slowly (408)."""
 
     status_code = 408
+
+
+def write_action(
+    service: TableService, method: str, item_id: str | None
+) -> Callable[[WriteRequest], Reply]:
+    """The service call a write of ``method`` makes (an insert when there is no item id)."""
+    if item_id is None:
+        return service.insert
+    actions: dict[str, Callable[[WriteRequest], Reply]] = {
+        "PATCH": functools.partial(service.update, replace_all=False),
+        "PUT": functools.partial(service.update, replace_all=True),
+        "DELETE": service.delete,
+        "POST": service.undelete,
+    }
+    return actions[method]
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key``, checked and scoped to the caller."""
+    return _scoped_key(request, check_key(request.headers.get(IDEMPOTENCY_HEADER)))
 
 
 def _scoped_key(request: Request, key: str | None) -> str | None:
