@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..protocol import ApiVersion, dumps
+from ..protocol import dumps
 from ._access import Operation
-from ._endpoints import _WRONG_VERB, Endpoints, idempotency_key, write_action
-from ._errors import BadRequest, HTTPError, MethodNotAllowed, PayloadTooLarge, logger
+from ._endpoints import Endpoints, check_verb, idempotency_key, write_action
+from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
 from ._service import WriteRequest
@@ -128,12 +128,8 @@ class BatchEndpoint:
         state = self.service.schema.cached(op.key)
         operation = "insert" if op.item_id is None else _ACCESS.get(method, "update")
         self.service.access(state).check(operation, op.request.state.principal)
-        skip = state.config.skip_version_check if state is not None else False
-        version = api_version(op.request, skip_check=skip)
-        if (method == "PUT" and version is ApiVersion.V2) or (
-            method == "POST" and op.item_id is not None and version is ApiVersion.V3
-        ):
-            raise MethodNotAllowed(_WRONG_VERB[method])
+        version = self.endpoints._version(op.request, op.key)
+        check_verb(method, version, op.item_id)
         body = op.body
         if body is None:
             if op.item_id is None or method in ("PATCH", "PUT"):

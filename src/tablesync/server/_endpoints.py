@@ -117,10 +117,7 @@ class Endpoints:
                 include_deleted(request),
             )  # fmt: skip
             return reply.to_response()
-        if (method == "PUT" and version is ApiVersion.V2) or (
-            method == "POST" and version is ApiVersion.V3
-        ):
-            raise MethodNotAllowed(_WRONG_VERB[method])
+        check_verb(method, version, item_id)
         write = await self._write_request(request, key, version, item_id)
         return (await self._run(write_action(self.service, method, item_id), write)).to_response()
 
@@ -193,6 +190,14 @@ def write_action(
         "POST": service.undelete,
     }
     return actions[method]
+
+
+def check_verb(method: str, version: ApiVersion, item_id: str | None) -> None:
+    """405 for an item write whose verb belongs to the other protocol version."""
+    if (method == "PUT" and version is ApiVersion.V2) or (
+        method == "POST" and item_id is not None and version is ApiVersion.V3
+    ):
+        raise MethodNotAllowed(_WRONG_VERB[method])
 
 
 def idempotency_key(request: Request) -> str | None:
