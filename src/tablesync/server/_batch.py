@@ -22,8 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import dumps
-from ._access import Operation
-from ._endpoints import Endpoints, check_verb, idempotency_key, write_action
+from ._endpoints import _OPERATIONS, Endpoints, check_verb, idempotency_key, write_action
 from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
@@ -36,7 +35,6 @@ BODY_LIMIT_FACTOR = 4
 """A batch body may be this many times ``max_body_bytes``; each operation's body once."""
 _METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 _OP_HEADERS = ("if-match", "if-none-match", "idempotency-key")
-_ACCESS: dict[str, Operation] = {"PATCH": "update", "PUT": "update", "DELETE": "delete"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +124,7 @@ class BatchEndpoint:
         if op.item_id is not None:
             checked_id(op.item_id)
         state = self.service.schema.cached(op.key)
-        operation = "insert" if op.item_id is None else _ACCESS.get(method, "update")
+        operation = "insert" if op.item_id is None else _OPERATIONS[method]
         self.service.access(state).check(operation, op.request.state.principal)
         version = self.endpoints._version(op.request, op.key)
         check_verb(method, version, op.item_id)
