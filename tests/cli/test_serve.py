@@ -46,9 +46,12 @@ def test_serve_passes_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert (tmp_path / "tablesync.db").exists()
     (call,) = calls
     assert call["factory"] is True and call["workers"] == 3 and call["port"] == 8123
+    assert call["access_log"] is True
     assert call["app"] == "tablesync.server._factory:app_from_environment"
     assert os.environ["TABLESYNC_DATABASE"] == "sqlite:///tablesync.db"
     assert os.environ["TABLESYNC_DYNAMIC_SCHEMA"] == "true"
+    CliRunner().invoke(cli, ["serve", "--no-access-log"])
+    assert calls[-1]["access_log"] is False
 
 
 def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:

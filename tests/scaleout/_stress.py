@@ -132,7 +132,7 @@ def _writer(servers: list[str], k: int, seed: int, stop: threading.Event, writes
             n += 1
             base = rng.choice(servers)
             if not mine or rng.random() < 0.6:
-                item_id = f"w{k}-{n}"
+                item_id = f"s{seed}-w{k}-{n}"  # a retried round writes new ids
                 response = http.post(
                     f"{base}/tables/{TABLE}", json={"id": item_id, "n": n, "writer": f"w{k}"}
                 )

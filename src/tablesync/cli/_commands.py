@@ -56,6 +56,12 @@ def cli() -> None:
     type=click.IntRange(1, 3600),
     help="Seconds to let in-flight requests finish on shutdown.",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log one line per request (a reverse proxy in front often logs them already).",
+)
 def serve(
     database: str | None,
     config_path: Path | None,
@@ -64,6 +70,7 @@ def serve(
     workers: int,
     dynamic_schema: bool | None,
     shutdown_timeout: int,
+    access_log: bool,
 ) -> None:
     """Serve the /tables API with uvicorn.
 
@@ -99,6 +106,7 @@ def serve(
         workers=workers,
         timeout_graceful_shutdown=shutdown_timeout,
         log_level="info",
+        access_log=access_log,
     )
 
 

@@ -202,6 +202,7 @@ def _starlette(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
+        endpoints.runner.close()
         if owns_engine:
             service.schema.engine.dispose()
 

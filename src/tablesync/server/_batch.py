@@ -11,6 +11,7 @@ docs/protocol-extensions.md, "Batch push".
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import dumps
-from ._endpoints import _OPERATIONS, Endpoints, check_verb, idempotency_key, write_action
+from ._endpoints import (
+    _OPERATIONS,
+    Endpoints,
+    check_verb,
+    idempotency_key,
+    runs_user_hooks,
+    write_action,
+)
 from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
@@ -64,7 +72,10 @@ class BatchEndpoint:
         planned = self._plan(request, parse_json(request, body_bytes))
         if len(body_bytes) > self.service.settings.max_body_bytes:
             planned = [self._sized(op) for op in planned]
-        results = await self.endpoints._run(self._execute, planned)
+        results = await self.endpoints.runner.write(
+            functools.partial(self._execute, planned),
+            user_hooks=any(runs_user_hooks(self.service.schema.cached(op.key)) for op in planned),
+        )
         content = b'{"results":[' + b",".join(results) + b"]}"
         return Response(content, 200, {BATCH_HEADER: str(self.max_operations)}, "application/json")
 

@@ -1,12 +1,13 @@
-"""The async route handlers: read the request on the event loop, hop once to a worker thread."""
+"""The async route handlers: read the request on the event loop, then run the database work.
+
+Where that work runs (the loop itself for SQLite, a worker thread else) is ``_runner``'s call.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -32,9 +33,9 @@ from ._request import (
     read_body,
     zumo_options,
 )
+from ._runner import DatabaseRunner
+from ._schema import TableState
 from ._service import TableService, WriteRequest
-
-T = TypeVar("T")
 
 
 class Endpoints:
@@ -42,16 +43,7 @@ class Endpoints:
 
     def __init__(self, service: TableService) -> None:
         self.service = service
-        # An in-memory SQLite database is one shared connection: its users must take turns.
-        pool = service.schema.engine.pool
-        self._serial = threading.Lock() if isinstance(pool, sa.pool.StaticPool) else None
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        # One hop per request; the default limiter (40 threads) matches the pool's capacity.
-        call = functools.partial(fn, *args, **kwargs)
-        if self._serial is not None:
-            call = functools.partial(_locked, self._serial, call)
-        return await anyio.to_thread.run_sync(call)
+        self.runner = DatabaseRunner(service.schema.engine)
 
     def _version(self, request: Request, key: str) -> ApiVersion:
         # Only the cached state: this runs on the event loop, which must not wait on the DB.
@@ -90,13 +82,13 @@ class Endpoints:
         if reading:
             return await self._query(request, key, version)
         write = await self._write_request(request, key, version, None)
-        return (await self._run(self.service.insert, write)).to_response()
+        return await self._write(self.service.insert, write)
 
     async def _query(self, request: Request, key: str, version: ApiVersion) -> Response:
         state = self.service.schema.cached(key)
         max_top = state.config.max_top if state is not None else 1000
         options = parse_options(request, max_top=max_top)
-        reply = await self._run(
+        reply = await self.runner.read(
             run_query, self.service, request, key, version, options,
             include_deleted=include_deleted(request),
             path_only="nextlink=path" in zumo_options(request),
@@ -112,14 +104,21 @@ class Endpoints:
         version = self._version(request, key)
         item_id = checked_id(raw_id or "")
         if method in ("GET", "HEAD"):
-            reply = await self._run(
+            reply = await self.runner.read(
                 self.service.read, request, key, item_id, version, preconditions(request),
                 include_deleted(request),
             )  # fmt: skip
             return reply.to_response()
         check_verb(method, version, item_id)
         write = await self._write_request(request, key, version, item_id)
-        return (await self._run(write_action(self.service, method, item_id), write)).to_response()
+        return await self._write(write_action(self.service, method, item_id), write)
+
+    async def _write(
+        self, action: Callable[[WriteRequest], Reply], write: WriteRequest
+    ) -> Response:
+        call = functools.partial(action, write)
+        hooks = runs_user_hooks(self.service.schema.cached(write.key))
+        return (await self.runner.write(call, user_hooks=hooks)).to_response()
 
     async def _write_request(
         self, request: Request, key: str, version: ApiVersion, item_id: str | None
@@ -156,7 +155,7 @@ class Endpoints:
         """Readiness: 200 when the database answers within 5 s, else 503."""
         try:
             with anyio.fail_after(5):
-                await self._run(self._ping)
+                await self.runner.read(self._ping)
         except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
             return error_response(503, f"The database is not answering: {type(exc).__name__}")
         return JSONResponse({"status": "ok"})
@@ -166,15 +165,19 @@ class Endpoints:
             conn.execute(sa.text("SELECT 1"))
 
 
-def _locked(lock: threading.Lock, call: Callable[[], T]) -> T:
-    with lock:
-        return call()
-
-
 class RequestTimeout(HTTPError):
     """Raised when the request body arrives too slowly (408)."""
 
     status_code = 408
+
+
+def runs_user_hooks(state: TableState | None) -> bool:
+    """Whether writes to the table call the application's code, which may block."""
+    if state is None:
+        return False
+    config = state.config
+    hooks = (config.insert_hook, config.before_commit, config.after_commit)
+    return callable(config.conflict_policy) or any(hook is not None for hook in hooks)
 
 
 def write_action(

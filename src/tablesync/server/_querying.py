@@ -44,7 +44,7 @@ def run_query(
     page_where = where if options.after is None else [*where, _after(state, options.after, keyset)]
     page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
     take = page_size if options.top is None else min(options.top, page_size)
-    with service.schema.engine.connect() as conn:
+    with service.schema.reader.connect() as conn:
         view = service.view(request, state)
         rows = repo.query_rows(
             conn, state, view, page_where, order_by, skip=options.skip, limit=take + 1

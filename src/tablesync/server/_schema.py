@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .._exceptions import ServerConfigError
 from ._config import ColumnType, Table
-from ._engine import writer
+from ._engine import reader, writer
 from ._types import UtcDateTime
 
 SYSTEM_COLUMNS = ("id", "createdAt", "updatedAt", "version", "deleted")
@@ -109,6 +109,7 @@ class Schema:
 
     def __init__(self, engine: Engine, tables: Mapping[str, Table], *, dynamic: bool) -> None:
         self._engine = engine
+        self._reader = reader(engine)
         self._writer = writer(engine)
         self._configured = dict(tables)
         self._dynamic = dynamic
@@ -119,6 +120,11 @@ class Schema:
     def engine(self) -> Engine:
         """The engine the tables live in."""
         return self._engine
+
+    @property
+    def reader(self) -> Engine:
+        """The engine for statements that only read (autocommit on PostgreSQL)."""
+        return self._reader
 
     @property
     def writer(self) -> Engine:

@@ -8,7 +8,7 @@ for a read or a write, plus a short schema transaction when a dynamic table grow
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -67,6 +67,8 @@ class WriteRequest:
         pre: the preconditions.
         include_deleted: whether tombstones may be written (``__includedeleted``).
         idempotency_key: the ``Idempotency-Key``, or ``None``.
+        arrival_ms: when the write arrived, before it waited for any lock (the naive clock's
+            stamp, see ``_clock.next_stamp``).
     """
 
     request: Request
@@ -77,6 +79,7 @@ class WriteRequest:
     pre: repo.Preconditions
     include_deleted: bool
     idempotency_key: str | None
+    arrival_ms: int = field(default_factory=now_ms)
 
 
 class TableService:
@@ -124,9 +127,8 @@ class TableService:
     ) -> Reply:
         target = f"item {req.item_id}" if req.item_id is not None else f"new {_body_id(req.body)}"
         fingerprint = f"{req.request.method} {target}"
-        arrival = now_ms()
         with self.schema.writer.connect() as conn:
-            mark_arrival(conn, arrival)
+            mark_arrival(conn, req.arrival_ms)
             with conn.begin() as tx:
                 if req.idempotency_key is not None:
                     if self._expiry.due():
@@ -341,7 +343,7 @@ class TableService:
     ) -> Reply:
         """``GET /tables/{table}/{id}``: 200, 304, 404, 410 or 412."""
         state = self.require(key)
-        with self.schema.engine.connect() as conn:
+        with self.schema.reader.connect() as conn:
             row = repo.read_row(conn, state, self.view(request, state), item_id)
         if row is None:
             raise NotFound("The item does not exist")

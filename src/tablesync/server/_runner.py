@@ -1,0 +1,170 @@
+"""Where a request's database work runs: on the event loop for SQLite, on worker threads else.
+
+Measured on the 2-core machine of docs/benchmarks.md: Python's ``sqlite3`` releases the GIL
+around every step of a statement, so a page query run by several threads at once spends its
+time handing the GIL back and forth (one thread: 0.22 ms of CPU per query; four: 0.8 ms;
+sixteen: 1.2 ms). A query or a write on a SQLite file takes a fraction of a millisecond, so
+running it on the event loop itself, one at a time, is faster than any thread pool and keeps
+the GIL with one thread. Writers additionally queue on a :class:`WriteGate` instead of on
+SQLite's busy handler, whose sleeps (up to 100 ms each) made the insert p99 about a second.
+
+PostgreSQL statements wait on the network and on the server, so they keep to worker threads
+(anyio's default limiter of 40, matched by the pool's capacity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ._errors import ServiceUnavailable
+
+try:  # POSIX only; elsewhere the gate serializes one process's writers only.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+#: How long a writer waits for another process's write before answering 503.
+WRITE_WAIT_S = 30.0
+_POLL_S = 0.0005
+
+
+class WriteGate:
+    """One SQLite writer at a time: a thread lock, and an ``flock`` shared by processes.
+
+    The ``flock`` is on a small file beside the database (``<database>-writer.lock``), never on
+    the database itself: closing any descriptor of a file drops the POSIX locks SQLite holds on
+    it. The gate only orders tablesync's own writers; SQLite's lock still protects the data
+    from any other writer, which ``busy_timeout`` waits for.
+    """
+
+    def __init__(self, lock_path: str | None) -> None:
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        if lock_path is not None and fcntl is not None:
+            with contextlib.suppress(OSError):  # a read-only directory: threads only
+                self._fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def try_acquire(self) -> bool:
+        """Take the gate if it is free right now."""
+        if not self._threads.acquire(blocking=False):
+            return False
+        if self._fd is None or self._flock(blocking=False):
+            return True
+        self._threads.release()
+        return False
+
+    def acquire(self, timeout: float = WRITE_WAIT_S) -> None:
+        """Wait for the gate (on a worker thread); 503 after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            raise _busy()
+        # flock cannot time out; poll it. This path runs only while another process writes.
+        while self._fd is not None and not self._flock(blocking=False):
+            if time.monotonic() > deadline:
+                self._threads.release()
+                raise _busy()
+            time.sleep(_POLL_S)
+
+    def release(self) -> None:
+        """Let the next writer in."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the gate (waiting for it) for the duration of the block."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        """Close the lock file (the gate then orders this process's writers only)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _flock(self, *, blocking: bool) -> bool:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+
+def _busy() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database is busy or unavailable; retry shortly", headers={"Retry-After": "1"}
+    )
+
+
+class DatabaseRunner:
+    """Runs the synchronous service calls of requests: ``read`` and ``write``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.inline = engine.dialect.name == "sqlite"
+        # An in-memory SQLite database is one shared connection: callers on several event
+        # loops (test clients on threads) must take turns.
+        shared = isinstance(engine.pool, sa.pool.StaticPool)
+        self._serial = threading.Lock() if shared else None
+        database = engine.url.database
+        file_backed = self.inline and not shared and database not in (None, "", ":memory:")
+        self.gate = WriteGate(f"{database}-writer.lock") if file_backed else None
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a call that only reads."""
+        call = functools.partial(fn, *args, **kwargs)
+        if not self.inline:
+            return await anyio.to_thread.run_sync(call)
+        return self._in_turn(call)
+
+    async def write(self, call: Callable[[], T], *, user_hooks: bool = False) -> T:
+        """Run a call that writes: SQLite writers one at a time, per database file.
+
+        ``user_hooks``: the write runs the application's own hooks, which may block (an
+        ``after_commit`` notification, say): it runs on a worker thread, holding the gate.
+        """
+        if not self.inline:
+            return await anyio.to_thread.run_sync(call)
+        if self.gate is None:
+            if user_hooks:
+                return await anyio.to_thread.run_sync(self._in_turn, call)
+            return self._in_turn(call)
+        if not user_hooks and self.gate.try_acquire():
+            try:
+                return call()
+            finally:
+                self.gate.release()
+        # Hooks to run, or another process (or a caller on another thread) is writing.
+        return await anyio.to_thread.run_sync(_under, self.gate, call)
+
+    def close(self) -> None:
+        """Release the write gate's lock file."""
+        if self.gate is not None:
+            self.gate.close()
+
+    def _in_turn(self, call: Callable[[], T]) -> T:
+        if self._serial is None:
+            return call()
+        with self._serial:
+            return call()
+
+
+def _under(gate: WriteGate, call: Callable[[], T]) -> T:
+    with gate.held():
+        return call()

@@ -1,0 +1,185 @@
+"""Where database work runs: SQLite on the event loop, writers through the write gate.
+
+The gate's ``flock`` is per open file, so a second ``WriteGate`` on the same lock file stands
+in for another server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import sqlalchemy as sa
+from starlette.requests import Request
+
+from tablesync.server import Table, WriteEvent, create_app
+from tablesync.server._errors import ServiceUnavailable
+from tablesync.server._runner import DatabaseRunner, WriteGate
+
+from .conftest import V3
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def test_gate_is_exclusive_across_open_files(tmp_path: Path) -> None:
+    path = str(tmp_path / "db-writer.lock")
+    first, second = WriteGate(path), WriteGate(path)
+    try:
+        assert first.try_acquire()
+        assert not second.try_acquire()  # another "process" is writing
+        assert not first.try_acquire()  # and one writer per process at a time
+        first.release()
+        assert second.try_acquire()
+        second.release()
+    finally:
+        first.close()
+        second.close()
+
+
+def _hold_gate(path: str, held: Any, release: Any) -> None:
+    gate = WriteGate(path)
+    gate.acquire()
+    held.set()
+    release.wait(30)
+    gate.release()
+
+
+def test_gate_orders_writers_of_two_processes(tmp_path: Path) -> None:
+    path = str(tmp_path / "db-writer.lock")
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    child = context.Process(target=_hold_gate, args=(path, held, release))
+    child.start()
+    gate = WriteGate(path)
+    try:
+        assert held.wait(30)
+        assert not gate.try_acquire()
+        release.set()
+        gate.acquire(timeout=30)  # granted once the other process lets go
+        gate.release()
+    finally:
+        release.set()
+        child.join(30)
+        gate.close()
+
+
+def test_gate_wait_times_out_with_503(tmp_path: Path) -> None:
+    path = str(tmp_path / "db-writer.lock")
+    holder, waiter = WriteGate(path), WriteGate(path)
+    try:
+        holder.acquire()
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable):
+            waiter.acquire(timeout=0.2)
+        assert time.monotonic() - started >= 0.2
+        assert waiter.try_acquire() is False  # the failed wait left nothing held
+        holder.release()
+        assert waiter.try_acquire()
+        waiter.release()
+    finally:
+        holder.close()
+        waiter.close()
+
+
+def test_sqlite_reads_and_writes_run_on_the_event_loop(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    runner = DatabaseRunner(engine)
+
+    async def main() -> tuple[int, int, int]:
+        loop_thread = threading.get_ident()
+        read = await runner.read(threading.get_ident)
+        written = await runner.write(threading.get_ident)
+        return loop_thread, read, written
+
+    try:
+        loop_thread, read, written = anyio.run(main)
+        assert read == loop_thread and written == loop_thread
+    finally:
+        runner.close()
+        engine.dispose()
+
+
+def test_postgres_work_runs_on_worker_threads(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    runner = DatabaseRunner(engine)
+
+    async def main() -> tuple[int, int, int]:
+        loop_thread = threading.get_ident()
+        return (
+            loop_thread,
+            await runner.read(threading.get_ident),
+            await runner.write(threading.get_ident),
+        )
+
+    try:
+        loop_thread, read, written = anyio.run(main)
+        assert read != loop_thread and written != loop_thread
+    finally:
+        engine.dispose()
+
+
+def test_a_write_waiting_for_another_process_does_not_stop_reads(tmp_path: Path) -> None:
+    database = tmp_path / "shared.db"
+    app = create_app(f"sqlite:///{database}", tables=[Table("todo", columns={"n": "integer"})])
+    other_process = WriteGate(f"{database}-writer.lock")
+
+    async def main() -> None:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "a", "n": 1}, headers=V3)
+            assert first.status_code == 201
+            other_process.acquire()
+            try:
+                write = asyncio.ensure_future(
+                    client.post("/tables/todo", json={"id": "b", "n": 2}, headers=V3)
+                )
+                await asyncio.sleep(0.3)
+                assert not write.done()  # waits for the other writer...
+                page = await client.get("/tables/todo", headers=V3)
+                assert [item["id"] for item in page.json()["items"]] == ["a"]  # ...reads go on
+            finally:
+                other_process.release()
+            assert (await write).status_code == 201
+
+    try:
+        asyncio.run(main())
+    finally:
+        other_process.close()
+
+
+def test_a_blocking_hook_runs_off_the_event_loop(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def notify(_request: Request, _event: WriteEvent) -> None:
+        entered.set()
+        release.wait(10)  # an application's slow notification
+
+    table = Table("todo", columns={"n": "integer"}, after_commit=notify)
+    app = create_app(f"sqlite:///{tmp_path / 'hooks.db'}", tables=[table])
+
+    async def main() -> None:
+        async with _client(app) as client:
+            write = asyncio.ensure_future(
+                client.post("/tables/todo", json={"id": "a", "n": 1}, headers=V3)
+            )
+            assert await asyncio.to_thread(entered.wait, 30)
+            page = await client.get("/tables/todo", headers=V3)  # the loop is free
+            assert [item["id"] for item in page.json()["items"]] == ["a"]
+            assert not write.done()  # answered while the hook still blocks
+            release.set()
+            assert (await write).status_code == 201
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
