@@ -24,7 +24,7 @@ from ._auth import Authenticator, api_key_header
 from ._batch import DEFAULT_MAX_OPERATIONS, AdvertiseBatch, BatchEndpoint
 from ._config import ServerConfig, Table, resolve_tables
 from ._endpoints import Endpoints
-from ._engine import make_engine
+from ._engine import limit_statements, make_engine
 from ._errors import HTTPError, error_response, handle_http_error, handle_unexpected
 from ._openapi import openapi_document
 from ._schema import Schema
@@ -154,8 +154,8 @@ def _build_service(
     if settings.body_timeout_s <= 0:
         raise ServerConfigError("body_timeout must be positive")
     engine = make_engine(database)
-    if statement_timeout_ms and engine.dialect.name == "postgresql":
-        _set_statement_timeout(engine, statement_timeout_ms)
+    if statement_timeout_ms:
+        limit_statements(engine, statement_timeout_ms)
     schema = Schema(engine, resolve_tables(tables), dynamic=dynamic)
     try:
         schema.setup()
@@ -166,22 +166,6 @@ def _build_service(
         engine.dispose()
         raise
     return TableService(schema, settings)
-
-
-def _set_statement_timeout(engine: Engine, timeout_ms: int) -> None:
-    """Every new PostgreSQL connection cancels statements running past ``timeout_ms``.
-
-    A hostile or merely unlucky query (a filter no index serves) then frees its connection
-    and worker thread instead of holding them; the client gets a 503 it may retry.
-    """
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
-        cursor.close()
-        # psycopg opens a transaction for SET; commit so the pool hands out a clean one.
-        dbapi_connection.commit()
 
 
 def _starlette(

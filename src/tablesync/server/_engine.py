@@ -128,3 +128,55 @@ def reader(engine: Engine) -> Engine:
 def writer(engine: Engine) -> Engine:
     """The same engine (and pool) whose transactions take SQLite's write lock at BEGIN."""
     return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+
+
+def limit_statements(engine: Engine, timeout_ms: int) -> None:
+    """Cancel any statement running past ``timeout_ms`` (the request then gets a 503).
+
+    A hostile or merely unlucky query (a filter no index serves) then frees its connection
+    instead of holding it. On SQLite it matters more: statements run on the event loop
+    (``_runner``), so a long one holds up every request of its process.
+    """
+    if engine.dialect.name == "postgresql":
+        _postgres_statement_timeout(engine, timeout_ms)
+    elif engine.dialect.name == "sqlite":
+        _sqlite_statement_timeout(engine, timeout_ms / 1000)
+
+
+def _postgres_statement_timeout(engine: Engine, timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        cursor.close()
+        # psycopg opens a transaction for SET; commit so the pool hands out a clean one.
+        dbapi_connection.commit()
+
+
+class _Deadline:
+    """When the running statement of one SQLite connection must stop."""
+
+    def __init__(self) -> None:
+        self.at = float("inf")
+
+    def passed(self) -> bool:
+        # SQLite's progress handler: a true result interrupts the statement.
+        return time.monotonic() > self.at
+
+
+_DEADLINE = "tablesync_deadline"
+#: SQLite virtual-machine steps between two deadline checks (a few microseconds of work).
+_CHECK_EVERY = 10_000
+
+
+def _sqlite_statement_timeout(engine: Engine, timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        deadline = record.info[_DEADLINE] = _Deadline()
+        dbapi_connection.set_progress_handler(deadline.passed, _CHECK_EVERY)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(conn: sa.Connection, *_args: Any) -> None:
+        deadline = conn.info.get(_DEADLINE)
+        if deadline is not None:
+            deadline.at = time.monotonic() + timeout_s
