@@ -131,7 +131,7 @@ def tablesync_server(
 ) -> Iterator[Target]:
     """``tablesync serve`` with ``workers`` processes."""
     argv = [str(VENV_BIN / "tablesync"), "serve", "--config", str(config)]
-    argv += ["--port", str(port), "--workers", str(workers)]
+    argv += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
     log = logs / f"{name}.log"
     with started(argv, log) as process:
         url = f"http://127.0.0.1:{port}"

@@ -183,3 +183,33 @@ def test_a_blocking_hook_runs_off_the_event_loop(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         release.set()
+
+
+def test_writers_waiting_for_another_process_go_in_arrival_order(tmp_path: Path) -> None:
+    database = tmp_path / "queue.db"
+    app = create_app(f"sqlite:///{database}", tables=[Table("todo", columns={"n": "integer"})])
+    other_process = WriteGate(f"{database}-writer.lock")
+
+    async def main() -> list[Any]:
+        async with _client(app) as client:
+            other_process.acquire()
+            writes = []
+            try:
+                for n in range(5):
+                    body = {"id": f"w{n}", "n": n}
+                    writes.append(
+                        asyncio.ensure_future(client.post("/tables/todo", json=body, headers=V3))
+                    )
+                    await asyncio.sleep(0.02)  # each one queued before the next arrives
+                assert not any(write.done() for write in writes)
+            finally:
+                other_process.release()
+            return [(await write).json() for write in writes]
+
+    try:
+        items = asyncio.run(main())
+    finally:
+        other_process.close()
+    stamps = [item["updatedAt"] for item in items]
+    assert [item["id"] for item in items] == [f"w{n}" for n in range(5)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 5
