@@ -213,3 +213,30 @@ def test_writers_waiting_for_another_process_go_in_arrival_order(tmp_path: Path)
     stamps = [item["updatedAt"] for item in items]
     assert [item["id"] for item in items] == [f"w{n}" for n in range(5)]
     assert stamps == sorted(stamps) and len(set(stamps)) == 5
+
+
+def test_postgres_writes_use_at_most_write_threads_at_once(postgres_url: str) -> None:
+    from tablesync.server._runner import WRITE_THREADS
+
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    runner = DatabaseRunner(engine)
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def write() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(3 * WRITE_THREADS):
+                group.start_soon(runner.write, write)
+
+    try:
+        anyio.run(main)
+    finally:
+        engine.dispose()
+    assert most[0] == WRITE_THREADS

@@ -27,13 +27,13 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(database: str | Engine, *, pool_size: int = 10, max_overflow: int = 30) -> Engine:
+def make_engine(database: str | Engine, *, pool_size: int = 8, max_overflow: int = 4) -> Engine:
     """An engine for ``database`` (a URL or an existing engine), prepared for tablesync.
 
     SQLite gets WAL, a busy timeout and explicit transactions (so writers can take the lock up
-    front with ``BEGIN IMMEDIATE``). The pool keeps ``pool_size`` connections open and can
-    grow to ``pool_size + max_overflow`` = 40, the number of worker threads of anyio's
-    default limiter: a request holding a thread never waits for a connection.
+    front with ``BEGIN IMMEDIATE``). The pool keeps ``pool_size`` connections open, as many
+    as the threads that run statements at once (``_runner``: 4 reading, 4 writing), and can
+    grow by ``max_overflow`` for the rest (readiness probes, purges).
     """
     if isinstance(database, Engine):
         engine = database

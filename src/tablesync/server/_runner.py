@@ -8,8 +8,8 @@ running it on the event loop itself, one at a time, is faster than any thread po
 the GIL with one thread. Writers additionally queue on a :class:`WriteGate` instead of on
 SQLite's busy handler, whose sleeps (up to 100 ms each) made the insert p99 about a second.
 
-PostgreSQL statements wait on the network and on the server, so they keep to worker threads
-(anyio's default limiter of 40, matched by the pool's capacity).
+PostgreSQL statements wait on the network and on the server, so they keep to worker threads:
+``READ_THREADS`` reading and ``WRITE_THREADS`` writing per process.
 """
 
 from __future__ import annotations
@@ -36,9 +36,17 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+_PerLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
 
 #: How long a writer waits for another process's write before answering 503.
 WRITE_WAIT_S = 30.0
+#: Worker threads per process running PostgreSQL statements at once, for reads and for
+#: writes (so neither waits behind the other). With anyio's 40 threads, 16 concurrent
+#: requests contended for the GIL and, for writes, queued inside PostgreSQL on the table's
+#: clock row holding connections: insert p99 160 ms and read p99 56-69 ms, against 40-47 ms
+#: and 32-36 ms with 4 threads, at the same throughput (docs/benchmarks.md). A process is
+#: bound by the GIL anyway; more parallel statements need more processes (--workers).
+READ_THREADS = WRITE_THREADS = 4
 _POLL_S = 0.0005
 
 
@@ -127,15 +135,17 @@ class DatabaseRunner:
         database = engine.url.database
         file_backed = self.inline and not shared and database not in (None, "", ":memory:")
         self.gate = WriteGate(f"{database}-writer.lock") if file_backed else None
-        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Per event loop (an app can be driven from several, e.g. test clients on threads).
+        self._queues: _PerLoop = weakref.WeakKeyDictionary()
+        self._read_threads: _PerLoop = weakref.WeakKeyDictionary()
+        self._write_threads: _PerLoop = weakref.WeakKeyDictionary()
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a call that only reads."""
         call = functools.partial(fn, *args, **kwargs)
         if not self.inline:
-            return await anyio.to_thread.run_sync(call)
+            limiter = self._per_loop(self._read_threads, READ_THREADS)
+            return await anyio.to_thread.run_sync(call, limiter=limiter)
         return self._in_turn(call)
 
     async def write(self, call: Callable[[], T], *, user_hooks: bool = False) -> T:
@@ -145,7 +155,8 @@ class DatabaseRunner:
         ``after_commit`` notification, say): it runs on a worker thread, holding the gate.
         """
         if not self.inline:
-            return await anyio.to_thread.run_sync(call)
+            limiter = self._per_loop(self._write_threads, WRITE_THREADS)
+            return await anyio.to_thread.run_sync(call, limiter=limiter)
         if self.gate is None:
             if user_hooks:
                 return await anyio.to_thread.run_sync(self._in_turn, call)
@@ -169,15 +180,19 @@ class DatabaseRunner:
             return
         deadline = time.monotonic() + WRITE_WAIT_S
         # The waiting writers of this loop queue in order; only the first one polls.
-        loop = asyncio.get_running_loop()
-        queue = self._queues.get(loop)
-        if queue is None:
-            queue = self._queues[loop] = asyncio.Lock()
-        async with queue:
+        async with self._per_loop(self._queues, 1):
             while not self.gate.try_acquire():
                 if time.monotonic() > deadline:
                     raise _busy()
                 await asyncio.sleep(_POLL_S)
+
+    @staticmethod
+    def _per_loop(limiters: _PerLoop, tokens: int) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        limiter = limiters.get(loop)
+        if limiter is None:
+            limiter = limiters[loop] = anyio.CapacityLimiter(tokens)
+        return limiter
 
     def close(self) -> None:
         """Release the write gate's lock file."""
