@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tablesync.client._context import SyncContext
+from tablesync.client._flows import Flow, Prefetch
 from tablesync.client._http import RequestBuilder
 from tablesync.client._sqlite_store import SQLiteStore
 from tablesync.protocol import ApiVersion
@@ -58,25 +59,39 @@ class Driven:
     requests: list[httpx.Request] = field(default_factory=list)
 
 
-def drive(flow: Generator[httpx.Request, httpx.Response, Any], respond: Responder) -> Driven:
-    """Run a sans-I/O flow against ``respond`` (a response, or an exception to throw in)."""
+def drive(flow: Flow[Any], respond: Responder) -> Driven:
+    """Run a sans-I/O flow against ``respond`` (a response, or an exception to throw in).
+
+    A ``Prefetch`` is answered at once, as a server would while the flow goes on, and the
+    answer is handed in when the flow yields that request; ``respond`` therefore sees the
+    store as it is before the flow stores the page in hand.
+    """
     driven = Driven(None)
+    ahead: tuple[httpx.Request, httpx.Response | Exception] | None = None
     try:
-        request = next(flow)
+        step = next(flow)
         for _ in range(1000):
-            driven.requests.append(request)
-            outcome = respond(request)
+            if isinstance(step, Prefetch):
+                assert ahead is None, "a second prefetch before the first was read"
+                driven.requests.append(step.request)
+                ahead = step.request, respond(step.request)
+                step = next(flow)
+                continue
+            if ahead is not None:
+                assert ahead[0] is step, "the flow prefetched one request and asked for another"
+                outcome, ahead = ahead[1], None
+            else:
+                driven.requests.append(step)
+                outcome = respond(step)
             is_error = isinstance(outcome, Exception)
-            request = flow.throw(outcome) if is_error else flow.send(outcome)  # type: ignore[arg-type]
+            step = flow.throw(outcome) if is_error else flow.send(outcome)  # type: ignore[arg-type]
         raise AssertionError("the flow made more than 1000 requests")
     except StopIteration as done:
         driven.result = done.value
         return driven
 
 
-def drive_raising(
-    flow: Generator[httpx.Request, httpx.Response, Any], respond: Responder
-) -> tuple[BaseException, list[httpx.Request]]:
+def drive_raising(flow: Flow[Any], respond: Responder) -> tuple[BaseException, list[httpx.Request]]:
     """Like :func:`drive`, for a flow that must raise: returns the exception and requests."""
     seen: list[httpx.Request] = []
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tablesync import PullFailedError, Query, SQLiteStore, UnsupportedQueryError
+from tablesync import PullFailedError, Query, SQLiteStore, TransportError, UnsupportedQueryError
 from tablesync.client import SyncHandler, SyncProgress
 from tablesync.client._context import SyncContext
 from tablesync.client._pull import PullSpec, pull_flow
@@ -546,3 +546,60 @@ def test_a_server_ignoring_orderby_fails_the_pull_instead_of_losing_rows(
     error, requests = drive_raising(flow, by_id)
     assert isinstance(error, PullFailedError) and "ignore $orderby" in str(error)
     assert len(requests) == 1 and context.query("todo") == []
+
+
+# -- prefetch: page N+1 travels while page N is stored ----------------------------------------
+
+
+@pytest.mark.parametrize("query_id", [pytest.param("all", id="incremental"), None])
+def test_the_next_page_is_asked_for_before_this_one_is_stored(
+    context: SyncContext, query_id: str | None
+) -> None:
+    server = Rows(rows(10), page_size=3, signal="nextLink")
+    stored_when_asked: list[int] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        stored_when_asked.append(len(local_ids(context)))
+        return server(request)
+
+    driven = pull(context, respond, query_id=query_id, page_size=3)
+
+    # Pages of 3, 3, 3, 1, then the empty page that ends the walk. The request for page N+1
+    # reaches the server while page N is still unstored: the store holds pages 1..N-1 then.
+    assert stored_when_asked == [0, 0, 3, 6, 9]
+    assert len(driven.requests) == 5
+    assert local_ids(context) == [row["id"] for row in server.rows]
+
+
+def test_each_token_is_stored_only_with_its_page(context: SyncContext) -> None:
+    server = Rows(rows(7), page_size=3)
+    tokens_when_asked: list[str | None] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        tokens_when_asked.append(context.get_delta_token("todo", "all"))
+        return server(request)
+
+    pull(context, respond, query_id="all", page_size=3)
+
+    # The token of page N is committed with page N, after page N+1 was asked for.
+    assert tokens_when_asked == [None, None, f"{stamp(3)} r002", f"{stamp(6)} r005"]
+    assert context.get_delta_token("todo", "all") == f"{stamp(7)} r006"
+
+
+def test_a_failed_fetch_of_the_next_page_surfaces_after_this_page_is_stored(
+    context: SyncContext,
+) -> None:
+    server = Rows(rows(9), page_size=3)
+
+    def third_fails(request: httpx.Request) -> httpx.Response | Exception:
+        if len(server.requests) == 2:
+            return TransportError("connection reset while page 2 was being stored")
+        return server(request)
+
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 3))
+    error, requests = drive_raising(flow, third_fails)
+
+    assert isinstance(error, TransportError)
+    assert len(requests) == 3
+    assert local_ids(context) == [f"r{i:03d}" for i in range(6)]
+    assert context.get_delta_token("todo", "all") == f"{stamp(6)} r005"

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.abc
 import httpx
 
 from .._exceptions import TransportError
 from ..protocol import ApiVersion
 from ._client import DEFAULT_TIMEOUT, AuthArg, BaseClient
 from ._conflicts import ResolveFunction, SyncHandler
-from ._flows import Flow
+from ._flows import Flow, Prefetch
 from ._http import check_table_name
 from ._progress import ProgressCallback
 from ._results import PullResult, PushResult
@@ -116,21 +117,52 @@ class AsyncClient(BaseClient):
 
     # -- the driver ----------------------------------------------------------------------------
     async def _run(self, flow: Flow[T]) -> T:
-        """Drive a sans-I/O flow: send what it yields, throw transport failures into it."""
+        """Drive a sans-I/O flow: send what it yields, throw transport failures into it.
+
+        A :class:`Prefetch` is sent by a task of this call; the flow resumes once the request
+        is on the wire (its body written, or its outcome known), so the server works on page
+        N+1 while the flow stores page N inline. Its outcome is handed in when the flow yields
+        that request. The task is cancelled if the flow stops first.
+        """
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            try:
+                return await self._drive(flow, tasks)
+            except Exception as exc:
+                # Raised outside the task group, so callers see it as is, not in an ExceptionGroup.
+                failure = exc
+            finally:
+                tasks.cancel_scope.cancel()  # a prefetch nobody will read
+                flow.close()
+        assert failure is not None
+        raise failure
+
+    async def _drive(self, flow: Flow[T], tasks: anyio.abc.TaskGroup) -> T:
+        ahead: _Ahead | None = None
         try:
-            request = next(flow)
+            step = next(flow)
             while True:
+                if isinstance(step, Prefetch):
+                    if ahead is not None:
+                        raise RuntimeError("a flow prefetched a second request before the first")
+                    ahead = _Ahead(step.request)
+                    tasks.start_soon(ahead.fetch, self._send)
+                    await ahead.sent.wait()
+                    step = next(flow)
+                    continue
                 try:
-                    response = await self._send(request)
+                    if ahead is not None and ahead.request is step:
+                        fetched, ahead = ahead, None
+                        response = await fetched.outcome()
+                    else:
+                        response = await self._send(step)
                 except TransportError as exc:
-                    request = flow.throw(exc)
+                    step = flow.throw(exc)
                 else:
-                    request = flow.send(response)
+                    step = flow.send(response)
         except StopIteration as done:
             result: T = done.value
             return result
-        finally:
-            flow.close()
 
     async def _run_exclusive(self, flow: Flow[T]) -> T:
         """Drive a push or pull flow, one at a time per client."""
@@ -167,3 +199,41 @@ class AsyncClient(BaseClient):
         if inspect.isawaitable(token):
             token = await token
         return self._keep_token(token)
+
+
+class _Ahead:
+    """One prefetched request: ``sent`` once it is on the wire, ``done`` once answered."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        self.request = request
+        self.sent = anyio.Event()
+        self.done = anyio.Event()
+        self._response: httpx.Response | None = None
+        self._error: Exception | None = None
+        earlier = request.extensions.get("trace")
+
+        async def trace(name: str, info: dict[str, Any]) -> None:
+            # httpcore reports each step of the exchange; once the body is written the server
+            # has the request, and the flow may block the loop storing a page meanwhile.
+            if name.endswith("send_request_body.complete"):
+                self.sent.set()
+            if earlier is not None:
+                await earlier(name, info)
+
+        request.extensions["trace"] = trace
+
+    async def fetch(self, send: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> None:
+        try:
+            self._response = await send(self.request)
+        except Exception as exc:  # handed to the flow when it asks for the response
+            self._error = exc
+        finally:
+            self.sent.set()
+            self.done.set()
+
+    async def outcome(self) -> httpx.Response:
+        await self.done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._response is not None
+        return self._response

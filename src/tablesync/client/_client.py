@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,7 +15,7 @@ from .._exceptions import TransportError, UsageError
 from ..protocol import ApiVersion
 from ._conflicts import ResolveFunction, SyncHandler, make_handler
 from ._context import SyncContext
-from ._flows import Flow, push_flow
+from ._flows import Flow, Prefetch, push_flow
 from ._http import RequestBuilder, check_table_name, parse_api_version_arg
 from ._progress import ProgressCallback
 from ._pull import PullSpec, sync_flow
@@ -241,21 +242,43 @@ class Client(BaseClient):
 
     # -- the driver ----------------------------------------------------------------------------
     def _run(self, flow: Flow[T]) -> T:
-        """Drive a sans-I/O flow: send what it yields, throw transport failures into it."""
+        """Drive a sans-I/O flow: send what it yields, throw transport failures into it.
+
+        A :class:`Prefetch` is sent on a background thread while the flow goes on (a pull
+        stores page N meanwhile); the flow's next request is that one, and its outcome is
+        handed in as if it had been sent then. If the flow stops first (an error, an
+        interrupt), the prefetched response is dropped unread by anyone.
+        """
+        ahead: tuple[httpx.Request, Future[httpx.Response]] | None = None
+        pool: ThreadPoolExecutor | None = None
         try:
-            request = next(flow)
+            step = next(flow)
             while True:
+                if isinstance(step, Prefetch):
+                    if ahead is not None:
+                        raise RuntimeError("a flow prefetched a second request before the first")
+                    pool = pool or ThreadPoolExecutor(1, thread_name_prefix="tablesync-prefetch")
+                    ahead = step.request, pool.submit(self._send, step.request)
+                    step = next(flow)
+                    continue
                 try:
-                    response = self._send(request)
+                    if ahead is not None and ahead[0] is step:
+                        future, ahead = ahead[1], None
+                        response = future.result()
+                    else:
+                        response = self._send(step)
                 except TransportError as exc:
-                    request = flow.throw(exc)
+                    step = flow.throw(exc)
                 else:
-                    request = flow.send(response)
+                    step = flow.send(response)
         except StopIteration as done:
             result: T = done.value
             return result
         finally:
             flow.close()
+            if pool is not None:
+                # Not waiting: an interrupted pull returns now; the thread ends with its request.
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def _run_exclusive(self, flow: Flow[T]) -> T:
         """Drive a push or pull flow, one at a time per client."""

@@ -5,6 +5,11 @@ A flow is a generator that yields the ``httpx.Request`` it needs sent and receiv
 ``TransportError``). ``Client._run`` and ``AsyncClient._run`` drive the same flows, so push
 and pull behave identically in both clients, and the tests drive them with scripted
 responses and no network at all. The push follows protocol.md §7.
+
+A flow may also yield :class:`Prefetch`: the driver starts sending its request in the
+background and resumes the flow at once (with ``None``); the next thing the flow yields is
+that same request, and the driver then hands in its response (or throws its failure in).
+A pull uses this to fetch page N+1 while it stores page N.
 """
 
 from __future__ import annotations
@@ -55,7 +60,20 @@ if TYPE_CHECKING:
     from ._context import SyncContext
 
 T = TypeVar("T")
-Flow = Generator[httpx.Request, httpx.Response, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetch:
+    """Start sending ``request`` now; the flow yields it again when it wants the response.
+
+    At most one prefetch is in flight: a flow yields the request itself before prefetching
+    another, so no more than one page is ever held ahead of the one being stored.
+    """
+
+    request: httpx.Request
+
+
+Flow = Generator[httpx.Request | Prefetch, httpx.Response, T]
 
 _ABORTS: tuple[tuple[type[Exception], PushStatus], ...] = (
     (TransportError, PushStatus.CANCELLED_BY_NETWORK_ERROR),

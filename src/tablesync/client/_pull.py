@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from .._exceptions import PullFailedError, PushFailedError, UnsupportedQueryError, UsageError
 from ..odata import Literal, to_odata
 from ..protocol import ApiVersion, format_datetime, parse_datetime
 from ..protocol.dates import EPOCH, truncate_millis
 from ._conflicts import SyncHandler
 from ._context import delta_token_key
-from ._flows import Flow, push_flow
+from ._flows import Flow, Prefetch, push_flow
 from ._http import Page, RequestBuilder, check_table_name, parse_page
 from ._paging import PageCursor, QueryParams, include_deleted_param, query_params
 from ._progress import ProgressCallback, SyncPhase, SyncProgress, report
@@ -175,10 +177,14 @@ def _full_pull(
         top=params.top,
         until_empty=True,
     )
-    while (request := cursor.request()) is not None:
+    request = cursor.request()
+    while request is not None:
         page = parse_page((yield request))
-        _apply(context, spec, page, tally, progress)
         cursor.advance(page)
+        request = cursor.request()
+        if request is not None:
+            yield Prefetch(request)  # the next page travels while this one is stored
+        _apply(context, spec, page, tally, progress)
 
 
 def _incremental_pull(
@@ -200,13 +206,14 @@ def _incremental_pull(
     key = delta_token_key(spec.table, spec.query_id)
     cursor = PullCursor.parse(context.get_delta_token(spec.table, spec.query_id))
     block = False  # reading one millisecond by id (see _advance)
+    url = builder.table_url(spec.table)
+
+    def page_request() -> httpx.Request:
+        query = incremental_params(params, builder.api_version, cursor, block, spec.page_size)
+        return builder.build("GET", url, params=query, query=True)
+
+    request = page_request()
     while True:
-        request = builder.build(
-            "GET",
-            builder.table_url(spec.table),
-            params=incremental_params(params, builder.api_version, cursor, block, spec.page_size),
-            query=True,
-        )
         page = parse_page((yield request))
         if not page.items:
             _check_usable(spec.table, page)
@@ -216,6 +223,11 @@ def _incremental_pull(
             cursor, block = PullCursor(cursor.updated_at + _MILLISECOND), False
         else:
             cursor, block = _advance(spec.table, cursor, block, page)
+        # The next page's query is known from this page alone: fetch it while this page is
+        # stored. Its token is committed with the page that earned it, so a failure of the
+        # next fetch (thrown in at its ``yield``) comes after this page is safely stored.
+        request = page_request()
+        yield Prefetch(request)
         _apply(context, spec, page, tally, progress, (key, cursor.token()))
 
 

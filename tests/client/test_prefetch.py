@@ -1,0 +1,197 @@
+"""The drivers' prefetch: page N+1 is on its way while page N is stored, in both clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tablesync import AsyncClient, Client, SQLiteStore, StoreError, TransportError
+from tablesync.client import SyncProgress
+
+from .test_pull_flow import Rows, rows, stamp
+
+PAGE = 4
+ROWS = 10  # pages of 4, 4, 2, then the empty page that ends the pull
+
+
+class SeenGets:
+    """ASGI middleware: sets ``arrived[n]`` when the n-th GET of a table reaches the server."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.arrived = [threading.Event() for _ in range(20)]
+        self.gets = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            self.arrived[self.gets].set()
+            self.gets += 1
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, SeenGets]]:
+    """A real tablesync server on a socket, with ``ROWS`` rows in 4-row pages."""
+    import uvicorn
+
+    from tablesync.server import Table, create_app
+
+    app = create_app(
+        f"sqlite:///{tmp_path / 'server.db'}",
+        [Table("todoitem", columns={"text": "string"}, page_size=PAGE)],
+    )
+    seen = SeenGets(app)
+    config = uvicorn.Config(seen, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start within 15 s")
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    with Client(url) as client:
+        for n in range(ROWS):
+            client.table("todoitem").insert({"text": f"t{n}"})
+    seen.gets = 0
+    yield url, seen
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def waits_for_the_next_page(seen: SeenGets, stored: list[int]) -> Any:
+    """A progress callback, run once page N is stored: the server has request N+1 already.
+
+    It waits (5 s at most) for that request: a driver that asks for page N+1 only after
+    storing page N would never send it while this callback blocks, and the wait fails.
+    """
+
+    def progress(event: SyncProgress) -> None:
+        stored.append(event.done)
+        assert seen.arrived[len(stored)].wait(5), f"no request for page {len(stored) + 1}"
+
+    return progress
+
+
+def test_the_sync_client_fetches_the_next_page_while_storing_one(
+    served: tuple[str, SeenGets], tmp_path: Path
+) -> None:
+    url, seen = served
+    stored: list[int] = []
+    with SQLiteStore(tmp_path / "c.db") as store, Client(url, store=store, page_size=PAGE) as c:
+        todo = c.sync_table("todoitem")
+        result = todo.pull(query_id="all", progress=waits_for_the_next_page(seen, stored))
+        assert result.upserted == ROWS and todo.count() == ROWS
+    assert stored == [4, 8, 10]
+    assert seen.gets == 4
+
+
+@pytest.mark.anyio
+async def test_the_async_client_fetches_the_next_page_while_storing_one(
+    served: tuple[str, SeenGets], tmp_path: Path
+) -> None:
+    url, seen = served
+    stored: list[int] = []
+    with SQLiteStore(tmp_path / "c.db") as store:
+        async with AsyncClient(url, store=store, page_size=PAGE) as client:
+            todo = client.sync_table("todoitem")
+            progress = waits_for_the_next_page(seen, stored)
+            result = await todo.pull(query_id="all", progress=progress)
+            assert result.upserted == ROWS and await todo.count() == ROWS
+    assert stored == [4, 8, 10]
+    assert seen.gets == 4
+
+
+# -- failures while a page is ahead -------------------------------------------------------------
+
+
+class FailingThird:
+    """Serves ``Rows`` pages of 3; the third request fails as the network would."""
+
+    def __init__(self) -> None:
+        self.server = Rows(rows(9), page_size=3)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if len(self.server.requests) == 2:
+            self.server.requests.append(request)
+            raise httpx.ConnectError("connection refused", request=request)
+        return self.server(request)
+
+
+class TokenFails(SQLiteStore):
+    """A store whose second delta-token write fails (the disk filled up, say)."""
+
+    writes = 0
+
+    def set_config(self, key: str, value: str) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise StoreError("disk full")
+        super().set_config(key, value)
+
+
+def sync_client(store: SQLiteStore, handler: Any) -> Client:
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    return Client("http://server", store=store, http=http, retry=False, page_size=3)
+
+
+def async_client(store: SQLiteStore, handler: Any) -> AsyncClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return AsyncClient("http://server", store=store, http=http, retry=False, page_size=3)
+
+
+def check_two_pages_kept(store: SQLiteStore) -> None:
+    kept = sorted(item["id"] for item in store.query_items("todo"))
+    assert kept == [f"r{i:03d}" for i in range(6)]
+    assert store.get_config("deltaToken|todo|all") == f"{stamp(6)} r005"
+
+
+def check_one_page_kept(store: SQLiteStore) -> None:
+    # Page 2 is rolled back with its token; page 3 was asked for and is dropped.
+    assert sorted(item["id"] for item in store.query_items("todo")) == ["r000", "r001", "r002"]
+    assert store.get_config("deltaToken|todo|all") == f"{stamp(3)} r002"
+
+
+def test_sync_a_failed_next_page_surfaces_after_this_page_is_stored(tmp_path: Path) -> None:
+    handler = FailingThird()
+    with SQLiteStore(tmp_path / "c.db") as store, sync_client(store, handler) as client:
+        with pytest.raises(TransportError):
+            client.sync_table("todo").pull(query_id="all")
+        check_two_pages_kept(store)
+
+
+@pytest.mark.anyio
+async def test_async_a_failed_next_page_surfaces_after_this_page_is_stored(tmp_path: Path) -> None:
+    handler = FailingThird()
+    with SQLiteStore(tmp_path / "c.db") as store:
+        async with async_client(store, handler) as client:
+            with pytest.raises(TransportError):
+                await client.sync_table("todo").pull(query_id="all")
+        check_two_pages_kept(store)
+
+
+def test_sync_a_store_failure_drops_the_page_ahead_and_surfaces(tmp_path: Path) -> None:
+    server = Rows(rows(9), page_size=3)
+    with TokenFails(tmp_path / "c.db") as store, sync_client(store, server) as client:
+        with pytest.raises(StoreError, match="disk full"):
+            client.sync_table("todo").pull(query_id="all")
+        check_one_page_kept(store)
+
+
+@pytest.mark.anyio
+async def test_async_a_store_failure_drops_the_page_ahead_and_surfaces(tmp_path: Path) -> None:
+    server = Rows(rows(9), page_size=3)
+    with TokenFails(tmp_path / "c.db") as store:
+        async with async_client(store, server) as client:
+            with pytest.raises(StoreError, match="disk full"):
+                await client.sync_table("todo").pull(query_id="all")
+        check_one_page_kept(store)
+        # A mock transport answers within the prefetch task, before page 2 is stored.
+        assert len(server.requests) == 3
