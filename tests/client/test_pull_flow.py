@@ -548,6 +548,34 @@ def test_a_server_ignoring_orderby_fails_the_pull_instead_of_losing_rows(
     assert len(requests) == 1 and context.query("todo") == []
 
 
+@pytest.mark.parametrize(
+    ("stamps", "ordered"),
+    [
+        # Text order is not time order once offsets differ: the pull compares instants.
+        (["2024-01-01T01:00:00.000+01:00", "2024-01-01T00:30:00.000Z"], True),
+        (["2024-01-01T00:30:00.000Z", "2024-01-01T01:00:00.000+01:00"], False),
+        (["2024-01-01T00:00:00.5Z", "2024-01-01T00:00:00.25Z"], False),
+        ([stamp(1), stamp(2), stamp(2)], True),
+        ([stamp(2), stamp(1), stamp(3)], False),
+    ],
+)
+def test_page_order_is_judged_by_time_whatever_the_stamp_form(
+    context: SyncContext, stamps: list[str], ordered: bool
+) -> None:
+    data = [{**row, "updatedAt": at} for row, at in zip(rows(len(stamps)), stamps, strict=True)]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        page = [] if "id gt" in request.url.params["$filter"] else data
+        return reply(request, 200, {"items": page, "count": None, "nextLink": None})
+
+    flow = pull_flow(context, builder(), SyncHandler(), PullSpec("todo", None, "all", 10))
+    if ordered:
+        assert drive(flow, respond).result.upserted == len(stamps)
+    else:
+        error, _ = drive_raising(flow, respond)
+        assert isinstance(error, PullFailedError) and "ignore $orderby" in str(error)
+
+
 # -- prefetch: page N+1 travels while page N is stored ----------------------------------------
 
 

@@ -8,6 +8,7 @@ the delta token it earns.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
@@ -20,7 +21,7 @@ from ..odata import Literal, to_odata
 from ..protocol import ApiVersion, format_datetime, parse_datetime
 from ..protocol.dates import EPOCH, truncate_millis
 from ._conflicts import SyncHandler
-from ._context import delta_token_key
+from ._context import PageApplied, delta_token_key
 from ._flows import Flow, Prefetch, push_flow
 from ._http import Page, RequestBuilder, check_table_name, parse_page
 from ._paging import PageCursor, QueryParams, include_deleted_param, query_params
@@ -62,7 +63,7 @@ class _Tally:
     deleted: int = 0
     skipped: int = 0
 
-    def add(self, page: Page, applied: Any) -> None:
+    def add(self, page: Page, applied: PageApplied) -> None:
         self.pages += 1
         self.received += len(page.items) + page.skipped
         self.upserted += applied.upserted
@@ -281,8 +282,7 @@ def _advance(table: str, cursor: PullCursor, block: bool, page: Page) -> tuple[P
         if last_id == cursor.last_id:
             raise PullFailedError(_IGNORED.format(table=table))
         return PullCursor(cursor.updated_at, last_id), True
-    _check_ordered(table, page)
-    stamp = _updated_at(last)
+    stamp = _ordered_last_stamp(table, page)
     if stamp is None:
         raise PullFailedError(
             f"the server sent a row of {table!r} without a valid updatedAt "
@@ -300,14 +300,31 @@ _IGNORED = (
 )
 
 
-def _check_ordered(table: str, page: Page) -> None:
-    """The cursor is the last row only if the page came in ``updatedAt`` order."""
-    stamps = [stamp for item in page.items if (stamp := _updated_at(item)) is not None]
-    if any(later < earlier for earlier, later in pairwise(stamps)):
+def _ordered_last_stamp(table: str, page: Page) -> dt.datetime | None:
+    """The last row's ``updatedAt``, once the page is known to be in ``updatedAt`` order.
+
+    The cursor is the last row only if the page came in that order. Stamps in the fixed-width
+    UTC form tablesync's server sends sort as text exactly as in time, so a page of them in
+    text order needs no parsing but the last; anything else is parsed and compared as time
+    (rows without a readable stamp are left out of the comparison).
+    """
+    texts = [item.get("updatedAt") for item in page.items]
+    canonical = [
+        text for text in texts if isinstance(text, str) and _CANONICAL_STAMP.fullmatch(text)
+    ]
+    if len(canonical) == len(texts) and all(a <= b for a, b in pairwise(canonical)):
+        return _updated_at(page.items[-1])
+    stamps = [_updated_at(item) for item in page.items]
+    known = [stamp for stamp in stamps if stamp is not None]
+    if any(later < earlier for earlier, later in pairwise(known)):
         raise PullFailedError(
             f"the server sent a page of {table!r} out of updatedAt order: it seems to ignore "
             "$orderby, so the pull cannot tell which rows it has read"
         )
+    return stamps[-1]
+
+
+_CANONICAL_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 
 
 def _check_usable(table: str, page: Page) -> None:
