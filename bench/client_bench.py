@@ -15,6 +15,7 @@ with a bare ``httpx.Client`` (HTTP + server only). Also shown: the bare HTTP fet
 pulled pages (the server's and the network's share of a pull).
 
 Run:  .venv/bin/python bench/client_bench.py [--rows 100000] [--rounds 3] [--memory-rows 1000000]
+      [--pull-only] [--page-size 100]
 """
 
 from __future__ import annotations
@@ -312,6 +313,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--page-size", type=int, default=100, help="client and server page size")
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip")
+    parser.add_argument(
+        "--pull-only", action="store_true", help="only the initial and incremental pulls"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--child-pull", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--child-store", metavar="PATH", help=argparse.SUPPRESS)
@@ -338,6 +342,8 @@ def main() -> None:
                 client.close()
                 store.close()
                 limit_conn.close()
+                if args.pull_only:
+                    continue
                 if round_no <= args.push_rounds:
                     measure_push(args, url, work, res)
                 measure_local_writes(args, work, res)

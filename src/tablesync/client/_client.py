@@ -154,7 +154,8 @@ class Client(BaseClient):
         api_version: ``"3.0.0"`` (Datasync) or ``"2.0.0"`` (Azure Mobile Apps).
         http: an ``httpx.Client`` to send with (tests pass ``TestClient(app)``); the caller
             closes it. By default the client makes and closes its own.
-        auth: an ``httpx.Auth``, or a callable ``(refresh: bool) -> str`` giving a token.
+        auth: an ``httpx.Auth``, or a callable ``(refresh: bool) -> str`` giving a token (a
+            pull may call either from the thread that fetches its next page).
         token_header: ``"Authorization"`` (sent as ``Bearer <token>``) or ``"X-ZUMO-AUTH"``.
         conflict_handler: a :class:`SyncHandler` (``ServerWins()``, ``ClientWins()``...) or a
             ``(local, server) -> item | None`` resolve function.
