@@ -94,12 +94,21 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, tuple[float, float]]:
     return value, (time.perf_counter() - start, time.process_time() - cpu)
 
 
-def make_client(url: str, store_path: Path, page_size: int) -> tuple[Any, RecordingTransport]:
+def encoding_headers(args: argparse.Namespace) -> dict[str, str]:
+    """``--identity``: ask for uncompressed responses (the client asks for gzip by default)."""
+    return {"Accept-Encoding": "identity"} if args.identity else {}
+
+
+def make_client(
+    url: str, store_path: Path, page_size: int, headers: dict[str, str] | None = None
+) -> tuple[Any, RecordingTransport]:
     from tablesync import Client, SQLiteStore
 
     transport = RecordingTransport()
     http = httpx.Client(transport=transport, timeout=60)
-    client = Client(url, store=SQLiteStore(store_path), http=http, page_size=page_size)
+    client = Client(
+        url, store=SQLiteStore(store_path), http=http, page_size=page_size, headers=headers
+    )
     client.recording = transport  # type: ignore[attr-defined]
     return client, transport
 
@@ -115,7 +124,7 @@ def new_items(count: int, tag: str) -> list[dict[str, Any]]:
 def measure_initial_pull(args: argparse.Namespace, url: str, work: Path, res: Results) -> Any:
     """Pull every row into an empty store; the limit applies the same pages to empty SQLite."""
     store_path = work / f"store-{uuid.uuid4().hex[:8]}.db"
-    client, transport = make_client(url, store_path, args.page_size)
+    client, transport = make_client(url, store_path, args.page_size, encoding_headers(args))
     table = client.sync_table(TABLE)
     _, seconds = timed(lambda: table.pull(query_id="all"))
     # Rows, not items received: an incremental pull re-reads each page's boundary row.
@@ -123,7 +132,9 @@ def measure_initial_pull(args: argparse.Namespace, url: str, work: Path, res: Re
     rate = res.add("initial pull", rows, seconds)
     limit_conn = _limits.connect(work / f"limit-{uuid.uuid4().hex[:8]}.db")
     limit = res.add("initial pull (limit)", rows, _limits.apply_pages(limit_conn, transport.pages))
-    with httpx.Client(timeout=60, headers={"ZUMO-API-VERSION": "3.0.0"}) as http:
+    # The same Accept-Encoding as the client: a gzipped page costs the server far more.
+    headers = {"ZUMO-API-VERSION": "3.0.0", "Accept-Encoding": "gzip", **encoding_headers(args)}
+    with httpx.Client(timeout=60, headers=headers) as http:
         _, fetch_s = timed(lambda: [http.get(u).content for u in transport.urls])
     fetch = res.add("initial pull (HTTP fetch only)", rows, fetch_s)
     print(
@@ -316,6 +327,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--pull-only", action="store_true", help="only the initial and incremental pulls"
     )
+    parser.add_argument(
+        "--identity",
+        action="store_true",
+        help="pulls ask for uncompressed pages (Accept-Encoding: identity), as on a LAN",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--child-pull", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--child-store", metavar="PATH", help=argparse.SUPPRESS)
@@ -330,7 +346,8 @@ def main() -> None:
     print("## Machine\n")
     print_machine()
     work = Path(tempfile.mkdtemp(prefix="tablesync-client-bench-"))
-    print(f"\nwork directory: {work}; page size {args.page_size}\n", flush=True)
+    encoding = "identity" if args.identity else "gzip"
+    print(f"\nwork directory: {work}; page size {args.page_size}; pages {encoding}\n", flush=True)
     res = Results()
     try:
         with bench_server(args, work) as url:
