@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -27,11 +28,14 @@ class SeenGets:
         self.app = app
         self.arrived = [threading.Event() for _ in range(20)]
         self.gets = 0
+        self.stall: int | None = None  # this GET (0-based) answers only after 3 s
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             self.arrived[self.gets].set()
             self.gets += 1
+            if self.gets - 1 == self.stall:
+                await anyio.sleep(3)
         await self.app(scope, receive, send)
 
 
@@ -107,6 +111,24 @@ async def test_the_async_client_fetches_the_next_page_while_storing_one(
             assert result.upserted == ROWS and await todo.count() == ROWS
     assert stored == [4, 8, 10]
     assert seen.gets == 4
+
+
+@pytest.mark.anyio
+async def test_cancelling_an_async_pull_keeps_the_pages_stored_so_far(
+    served: tuple[str, SeenGets], tmp_path: Path
+) -> None:
+    url, seen = served
+    seen.stall = 2  # page 3 hangs: page 2 is stored meanwhile, then the pull is cancelled
+    with SQLiteStore(tmp_path / "c.db") as store:
+        async with AsyncClient(url, store=store, page_size=PAGE) as client:
+            todo = client.sync_table("todoitem")
+            with anyio.move_on_after(1) as scope:
+                await todo.pull(query_id="all")
+            assert scope.cancelled_caught
+            assert await todo.count() == 8
+            seen.stall = None
+            result = await todo.pull(query_id="all")  # resumes after page 2's token
+            assert result.upserted == 2 and await todo.count() == ROWS
 
 
 # -- failures while a page is ahead -------------------------------------------------------------
