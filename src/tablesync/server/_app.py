@@ -207,8 +207,15 @@ def _starlette(
     return app
 
 
+#: zlib level of compressed responses (see _middleware).
+GZIP_LEVEL = 1
+
+
 def _middleware(cors_origins: Sequence[str], max_batch: int = 0) -> list[Middleware]:
-    middleware = [Middleware(GZipMiddleware, minimum_size=500)]
+    # Level 1, as nginx's default: a 1,000-row page (193 KB of JSON) compresses to 13.6 KB in
+    # 0.7 ms; Starlette's default, 9, gives 10.9 KB in 4.7 ms, and was 44% of the server's
+    # time serving a pull (docs/benchmarks.md).
+    middleware = [Middleware(GZipMiddleware, minimum_size=500, compresslevel=GZIP_LEVEL)]
     if max_batch:
         middleware.append(Middleware(AdvertiseBatch, max_operations=max_batch))
     if cors_origins:
