@@ -15,7 +15,7 @@ with a bare ``httpx.Client`` (HTTP + server only). Also shown: the bare HTTP fet
 pulled pages (the server's and the network's share of a pull).
 
 Run:  .venv/bin/python bench/client_bench.py [--rows 100000] [--rounds 3] [--memory-rows 1000000]
-      [--pull-only] [--page-size 100]
+      [--pull-only] [--push-only] [--page-size 100]
 """
 
 from __future__ import annotations
@@ -37,7 +37,15 @@ from typing import Any
 
 import _limits
 import httpx
-from _common import VENV_BIN, markdown_table, median, print_machine, started, wait_http
+from _common import (
+    VENV_BIN,
+    group_cpu_seconds,
+    markdown_table,
+    median,
+    print_machine,
+    started,
+    wait_http,
+)
 from _seed import TABLE, config_toml, seed_tablesync, user_values
 
 BIG_TABLE = "benchbig"
@@ -177,15 +185,23 @@ def measure_push(args: argparse.Namespace, url: str, work: Path, res: Results) -
     """Push ``--push-ops`` queued inserts; the reference POSTs the same items with bare httpx."""
     client, _ = make_client(url, work / f"push-{uuid.uuid4().hex[:8]}.db", args.page_size)
     client.context.insert_many(TABLE, new_items(args.push_ops, "push"))
+    server_cpu = group_cpu_seconds(args.server_pgid)
     result, seconds = timed(client.push)
+    server_ms = (group_cpu_seconds(args.server_pgid) - server_cpu) * 1000 / max(result.completed, 1)
     rate = res.add("push", result.completed, seconds)
+    res.rates.setdefault("push: server CPU ms/op", []).append(server_ms)
     items = new_items(args.push_ops, "raw")
     headers = {"ZUMO-API-VERSION": "3.0.0"}
     with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
         post = f"/tables/{TABLE}"
         _, raw_s = timed(lambda: [http.post(post, json=i).raise_for_status() for i in items])
     raw = res.add("push (bare httpx POSTs)", len(items), raw_s)
-    print(f"push: {result.completed} ops, {rate:,.0f} ops/s; bare httpx {raw:,.0f}/s", flush=True)
+    print(
+        f"push: {result.completed} ops, {rate:,.0f} ops/s (client CPU "
+        f"{seconds[1] * 1000 / max(result.completed, 1):.3f} ms/op, server CPU "
+        f"{server_ms:.3f} ms/op); bare httpx {raw:,.0f}/s",
+        flush=True,
+    )
 
 
 def measure_local_writes(args: argparse.Namespace, work: Path, res: Results) -> None:
@@ -288,6 +304,8 @@ def report(res: Results) -> None:
               "limit per CPU-s", "CPU ratio", "target"]  # fmt: skip
     print("\n### Medians\n")
     print(markdown_table(header, rows))
+    if "push: server CPU ms/op" in res.rates:
+        print(f"\n- push: server CPU {res.median('push: server CPU ms/op'):.3f} ms per operation")
     for note in res.notes.values():
         print(f"\n- {note}")
 
@@ -306,6 +324,7 @@ def bench_server(args: argparse.Namespace, work: Path) -> Iterator[str]:
     config = config_toml(database, work / "server.toml", tables, page_size=args.page_size)
     argv = [str(VENV_BIN / "tablesync"), "serve", "--config", str(config), "--port", str(PORT)]
     with started(argv, work / "server.log") as process:
+        args.server_pgid = process.pid  # its own session: the group is the server's processes
         url = f"http://127.0.0.1:{PORT}"
         wait_http(f"{url}/health", process, work / "server.log")
         yield url
@@ -326,6 +345,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip")
     parser.add_argument(
         "--pull-only", action="store_true", help="only the initial and incremental pulls"
+    )
+    parser.add_argument(
+        "--push-only",
+        action="store_true",
+        help="only the push (and its bare-POST reference), --push-rounds times",
     )
     parser.add_argument(
         "--identity",
@@ -351,6 +375,12 @@ def main() -> None:
     res = Results()
     try:
         with bench_server(args, work) as url:
+            if args.push_only:
+                for round_no in range(1, args.push_rounds + 1):
+                    print(f"-- push round {round_no}", flush=True)
+                    measure_push(args, url, work, res)
+                report(res)
+                return
             for round_no in range(1, args.rounds + 1):
                 print(f"-- round {round_no}", flush=True)
                 client, limit_conn = measure_initial_pull(args, url, work, res)
