@@ -8,6 +8,7 @@ rejected request wrote nothing, so its retry is simply evaluated again.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -53,12 +54,7 @@ def check_key(key: str | None) -> str | None:
 
 def lookup(conn: Connection, key: str, table_key: str) -> StoredResponse | None:
     """The response recorded for ``key`` on table ``table_key``, if any."""
-    t = IDEMPOTENCY
-    row = conn.execute(
-        sa.select(t.c.fingerprint, t.c.status, t.c.body, t.c.etag).where(
-            t.c.key == key, t.c.table_name == table_key
-        )
-    ).first()
+    row = conn.execute(_lookup_statement(), {"idem_key": key, "idem_table": table_key}).first()
     if row is None:
         return None
     return StoredResponse(row.fingerprint, row.status, row.body, row.etag)
@@ -82,10 +78,7 @@ def claim(conn: Connection, key: str, table_key: str, fingerprint: str) -> Store
     }
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        module: Any = sqlite if dialect == "sqlite" else postgresql
-        stmt = module.insert(IDEMPOTENCY).values(placeholder).on_conflict_do_nothing()
-        # RETURNING, not rowcount: psycopg reports -1 for this INSERT under SQLAlchemy 2.1.
-        if conn.execute(stmt.returning(IDEMPOTENCY.c.key)).first() is not None:
+        if conn.execute(_claim_statement(dialect), placeholder).first() is not None:
             return None
         return lookup(conn, key, table_key)
     stored = lookup(conn, key, table_key)
@@ -96,11 +89,48 @@ def claim(conn: Connection, key: str, table_key: str, fingerprint: str) -> Store
 
 def record(conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
     """Record ``response`` for the key claimed in this (writing) transaction."""
+    params = {"idem_key": key, "idem_table": table_key, "idem_status": response.status,
+              "idem_body": response.body, "idem_etag": response.etag}  # fmt: skip
+    conn.execute(_record_statement(), params)
+
+
+# The statements are built once, with bound parameters: building them per write (values
+# inline) cost more SQLAlchemy construction and cache-key work than running them.
+
+
+def _where_key() -> list[sa.ColumnElement[bool]]:
     t = IDEMPOTENCY
-    conn.execute(
+    return [
+        t.c.key == sa.bindparam("idem_key", type_=t.c.key.type),
+        t.c.table_name == sa.bindparam("idem_table", type_=t.c.table_name.type),
+    ]
+
+
+@functools.cache
+def _lookup_statement() -> sa.Select[Any]:
+    t = IDEMPOTENCY
+    return sa.select(t.c.fingerprint, t.c.status, t.c.body, t.c.etag).where(*_where_key())
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING key``; the values come as parameters."""
+    module: Any = sqlite if dialect == "sqlite" else postgresql
+    # RETURNING, not rowcount: psycopg reports -1 for this INSERT under SQLAlchemy 2.1.
+    return module.insert(IDEMPOTENCY).on_conflict_do_nothing().returning(IDEMPOTENCY.c.key)
+
+
+@functools.cache
+def _record_statement() -> sa.Update:
+    t = IDEMPOTENCY
+    return (
         t.update()
-        .where(t.c.key == key, t.c.table_name == table_key)
-        .values(status=response.status, body=response.body, etag=response.etag)
+        .where(*_where_key())
+        .values(
+            status=sa.bindparam("idem_status", type_=t.c.status.type),
+            body=sa.bindparam("idem_body", type_=t.c.body.type),
+            etag=sa.bindparam("idem_etag", type_=t.c.etag.type),
+        )
     )
 
 
