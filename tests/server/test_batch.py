@@ -346,3 +346,151 @@ def test_hooks_see_the_operation_as_its_single_request(make_client: MakeClient) 
         ("PATCH", "/tables/todo/q a"),
         ("POST", "/tables/todo"),
     ]
+
+
+def _count_commits(client: Any) -> list[str]:
+    """Every COMMIT the app's engine makes from now on (a SQLAlchemy event), by dialect."""
+    engine = client.app.state.tablesync.schema.engine
+    commits: list[str] = []
+    sa.event.listen(engine, "commit", lambda conn: commits.append(conn.dialect.name))
+    return commits
+
+
+def test_a_batch_of_inserts_commits_once(client: Any) -> None:
+    commits = _count_commits(client)
+    ops = [
+        _op("POST", body={"id": f"c{n}", "text": str(n)}, **{"Idempotency-Key": f"c-{n}"})
+        for n in range(20)
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [201] * 20
+    assert len(commits) == 1
+    stamps = [r["body"]["updatedAt"] for r in results]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 20  # the clock, per operation
+    client.post("/tables/todo", json={"id": "alone"}, headers=V3)
+    assert len(commits) == 2  # and a single request still commits on its own
+
+
+def test_a_failing_operation_in_the_middle_rolls_back_only_itself(
+    make_client: MakeClient, request: pytest.FixtureRequest, db_url: str
+) -> None:
+    # The same script one by one and as a batch, each on its own empty database of the same
+    # engine; the failures in the middle must not change the outcome of any other operation.
+    postgres = db_url.startswith("postgres")
+    second = request.getfixturevalue("postgres_database_factory")() if postgres else None
+    ops = [
+        _op("POST", body={"id": "m1", "text": "a"}, **{"Idempotency-Key": "m-1"}),
+        _op("POST", body={"id": "m2", "count": "not a number"}, **{"Idempotency-Key": "m-2"}),
+        _op("POST", body={"id": "m1", "text": "dup"}, **{"Idempotency-Key": "m-3"}),  # 409
+        _op("PATCH", "m1", {"text": "b"}, **{"If-Match": '"stale"', "Idempotency-Key": "m-4"}),
+        _op("PATCH", "m1", {"text": "c"}, **{"Idempotency-Key": "m-5"}),
+        _op("POST", body={"id": "m3", "count": 10**30}),  # the database rejects it: 400
+        _op("DELETE", "m1", **{"Idempotency-Key": "m-6"}),
+        _op("POST", body={"id": "m4", "text": "d"}),
+    ]
+    single_app = make_client()
+    expected = [_single(single_app, op, V3) for op in ops]
+    batch_app = make_client(database=second or f"sqlite:///{_tmp_db(single_app)}")
+    results = _batch(batch_app, ops).json()["results"]
+    got = [(r["status"], _stable(r["body"]) if "body" in r else None) for r in results]
+    assert [status for status, _ in got] == [201, 400, 409, 412, 200, 400, 204, 201]
+    assert got == expected
+    assert _rows(batch_app) == _rows(single_app)
+    # Idempotency records are per operation: the written ones replay, the failed ones run again.
+    again = _batch(batch_app, ops).json()["results"]
+    replayed = ["Idempotent-Replayed" in r["headers"] for r in again]
+    assert replayed == [True, False, False, False, True, False, True, False]
+
+
+def test_a_batch_replayed_whole_writes_nothing_and_commits_nothing_new(client: Any) -> None:
+    ops = [
+        _op("POST", body={"id": f"w{n}", "text": str(n)}, **{"Idempotency-Key": f"w-{n}"})
+        for n in range(4)
+    ]
+    first = _batch(client, ops).json()["results"]
+    before = _rows(client)
+    again = _batch(client, ops).json()["results"]
+    assert [r["body"] for r in again] == [r["body"] for r in first]
+    assert all(r["headers"]["Idempotent-Replayed"] == "true" for r in again)
+    assert _rows(client) == before
+
+
+def test_hooks_run_before_commit_per_operation_and_after_commit_after_the_one_commit(
+    make_client: MakeClient,
+) -> None:
+    seen: list[str] = []
+
+    def before(_request: Any, event: Any) -> None:
+        seen.append(f"before {event.operation} {event.item_id}")
+        if event.item_id == "veto":
+            raise ValueError("the application refuses this one")
+
+    def after(_request: Any, event: Any) -> None:
+        seen.append(f"after {event.operation} {event.item_id}")
+
+    client = make_client(
+        [Table("todo", columns=TODO_COLUMNS, before_commit=before, after_commit=after)]
+    )
+    engine = client.app.state.tablesync.schema.engine
+    sa.event.listen(engine, "commit", lambda _conn: seen.append("COMMIT"))
+    ops = [
+        _op("POST", body={"id": "h1"}),
+        _op("POST", body={"id": "h1"}),  # 409: no write, no hooks
+        _op("PATCH", "h1", {"text": "x"}),
+        _op("POST", body={"id": "veto"}),  # before_commit raises: 500, the batch stops
+        _op("POST", body={"id": "never"}),
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [201, 409, 200, 500]
+    assert seen == [
+        "before insert h1",
+        "before update h1",
+        "before insert veto",
+        "COMMIT",
+        "after insert h1",
+        "after update h1",
+    ]
+    # The operations before the failure were answered as written, and they are.
+    assert [(row["id"], row["text"]) for row in _rows(client)] == [("h1", "x")]
+
+
+def test_a_batch_that_dies_before_its_commit_writes_nothing_and_can_be_sent_again(
+    make_client: MakeClient,
+) -> None:
+    failing = {"commit": True}
+    client = make_client()
+    engine = client.app.state.tablesync.schema.engine
+
+    def crash(_conn: Any) -> None:
+        if failing["commit"]:
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("the server went away"))
+
+    sa.event.listen(engine, "commit", crash)
+    ops = [
+        _op("POST", body={"id": f"x{n}", "text": str(n)}, **{"Idempotency-Key": f"x-{n}"})
+        for n in range(3)
+    ]
+    response = _batch(client, ops)
+    assert response.status_code == 503  # no result may claim a write that was not committed
+    assert _rows(client) == []
+    failing["commit"] = False
+    retried = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in retried] == [201] * 3
+    assert not any("Idempotent-Replayed" in r["headers"] for r in retried)
+    assert [row["id"] for row in _rows(client)] == ["x0", "x1", "x2"]
+
+
+def test_a_batch_on_a_dynamic_schema_commits_before_each_schema_change(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(tables=[], dynamic_schema=True)
+    ops = [
+        {"method": "POST", "table": "notes", "body": {"id": "n1", "text": "a"}},
+        {"method": "POST", "table": "notes", "body": {"id": "n2", "text": "b", "stars": 3}},
+        {"method": "PATCH", "table": "notes", "id": "n1", "body": {"stars": 5}},
+        {"method": "POST", "table": "notes", "body": {"id": "n3", "colour": "red"}},
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 200, 201]
+    assert results[2]["body"]["stars"] == 5 and results[3]["body"]["colour"] == "red"
+    assert [row["id"] for row in _rows(client, "notes")] == ["n1", "n2", "n3"]

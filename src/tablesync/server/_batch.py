@@ -2,9 +2,11 @@
 
 Each operation is turned into the request it would have been on its own (same method, path,
 auth and protocol headers, plus its own ``If-Match`` / ``Idempotency-Key``) and run through
-the same ``TableService`` call as that single request, in order, each in its own transaction.
-So a batch has exactly the outcome of the same requests sent one after another, and a batch
-retried after its response was lost replays every result through the per-operation keys.
+the same ``TableService`` call as that single request, in order. The operations share one
+transaction (``WriteBatch``), each in a savepoint that a failing operation rolls back, so a
+batch has exactly the outcomes of the same requests sent one after another, with one commit.
+A batch retried after its response was lost replays every result through the per-operation
+keys; one that never committed simply runs again.
 ``$`` cannot start a table name, so the route never hides a table. See
 docs/protocol-extensions.md, "Batch push".
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -23,18 +25,21 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import dumps
-from ._endpoints import (
-    _OPERATIONS,
-    Endpoints,
-    check_verb,
-    idempotency_key,
-    runs_user_hooks,
-    write_action,
-)
+from ._endpoints import Endpoints
 from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
-from ._service import WriteRequest
+from ._service import WriteBatch, WriteRequest
+from ._writes import (
+    OPERATIONS,
+    authenticate,
+    check_verb,
+    idempotency_key,
+    read_limited_body,
+    request_version,
+    runs_user_hooks,
+    write_action,
+)
 
 BATCH_HEADER = "X-Tablesync-Batch"
 """Response header advertising the batch route and its operation limit."""
@@ -43,6 +48,16 @@ BODY_LIMIT_FACTOR = 4
 """A batch body may be this many times ``max_body_bytes``; each operation's body once."""
 _METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 _OP_HEADERS = ("if-match", "if-none-match", "idempotency-key")
+_DROPPED = frozenset({*_OP_HEADERS, "content-length", "content-encoding"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every operation's request takes from the batch request, computed once."""
+
+    headers: list[tuple[bytes, bytes]]
+    prefix: str
+    raw_prefix: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +68,8 @@ class _Planned:
     key: str
     item_id: str | None
     body: Any
-    too_large: bool = False
+    #: Its body's size must be checked: the batch is larger than one request may be.
+    check_size: bool = field(default=False)
 
 
 class BatchEndpoint:
@@ -66,12 +82,12 @@ class BatchEndpoint:
 
     async def handle(self, request: Request) -> Response:
         """Run every operation in order; 200 with one result per operation."""
-        await self.endpoints._authorize_caller(request)
+        await authenticate(self.service, request)
         api_version(request, skip_check=False)
-        body_bytes = await self.endpoints._read_body(request, self._max_bytes())
-        planned = self._plan(request, parse_json(request, body_bytes))
-        if len(body_bytes) > self.service.settings.max_body_bytes:
-            planned = [self._sized(op) for op in planned]
+        body_bytes = await read_limited_body(self.service, request, self._max_bytes())
+        # Within the single-request limit, no operation's body can be over it.
+        oversized = len(body_bytes) > self.service.settings.max_body_bytes
+        planned = self._plan(request, parse_json(request, body_bytes), oversized=oversized)
         results = await self.endpoints.runner.write(
             functools.partial(self._execute, planned),
             user_hooks=any(runs_user_hooks(self.service.schema.cached(op.key)) for op in planned),
@@ -84,7 +100,7 @@ class BatchEndpoint:
         # halves it (one operation still fits in a single request).
         return self.service.settings.max_body_bytes * BODY_LIMIT_FACTOR
 
-    def _plan(self, request: Request, body: Any) -> list[_Planned]:
+    def _plan(self, request: Request, body: Any, *, oversized: bool) -> list[_Planned]:
         """Validate the whole batch before anything runs: a malformed batch writes nothing."""
         operations = body.get("operations") if isinstance(body, dict) else None
         if not isinstance(operations, list) or not operations:
@@ -93,28 +109,34 @@ class BatchEndpoint:
             raise BadRequest(
                 f"The batch has {len(operations)} operations; the limit is {self.max_operations}"
             )
-        return [_plan_one(request, index, op) for index, op in enumerate(operations)]
-
-    def _sized(self, op: _Planned) -> _Planned:
-        """``op``, marked if its body alone is over the single-request limit (then 413)."""
-        limit = self.service.settings.max_body_bytes
-        if op.body is None or len(dumps(op.body)) <= limit:
-            return op
-        return _Planned(op.request, op.key, op.item_id, op.body, too_large=True)
+        shared = _shared(request)
+        return [
+            _plan_one(request, shared, index, op, oversized) for index, op in enumerate(operations)
+        ]
 
     def _execute(self, planned: list[_Planned]) -> list[bytes]:
-        """Run the operations in order (worker thread); stop after a server-side failure."""
+        """Run the operations in order, in one transaction; stop after a server-side failure.
+
+        The operations before a failure that stops the batch are committed: their results
+        are in the response. If the commit itself fails, nothing of the batch was written and
+        the whole request fails (503), so no result claims a write that did not happen.
+        """
         results: list[bytes] = []
-        for op in planned:
-            reply, stop = self._run_one(op)
-            results.append(_encode(reply))
-            if stop:
-                break  # the client sends the rest again, one by one, with their keys
+        batch = self.service.batch()
+        try:
+            for op in planned:
+                reply, stop = self._run_one(op, batch)
+                results.append(_encode(reply))
+                if stop:
+                    break  # the client sends the rest again, one by one, with their keys
+            batch.commit()
+        finally:
+            batch.close()
         return results
 
-    def _run_one(self, op: _Planned) -> tuple[Reply, bool]:
+    def _run_one(self, op: _Planned, batch: WriteBatch) -> tuple[Reply, bool]:
         try:
-            return self._dispatch(op), False
+            return self._dispatch(op, batch), False
         except HTTPError as exc:
             return _error_reply(exc.status_code, exc.message, exc.detail), False
         except sa.exc.DataError as exc:
@@ -126,18 +148,19 @@ class BatchEndpoint:
             logger.exception("unexpected error in a batch operation on %s", op.key)
             return _error_reply(500, "Internal server error; the failure was logged"), True
 
-    def _dispatch(self, op: _Planned) -> Reply:
+    def _dispatch(self, op: _Planned, batch: WriteBatch) -> Reply:
         """The single request's checks and service call, in the single request's order."""
         method = op.request.method
-        if op.too_large:
-            limit = self.service.settings.max_body_bytes
+        limit = self.service.settings.max_body_bytes
+        # Serialised only when the batch is over the limit, and only for the operations run.
+        if op.check_size and op.body is not None and len(dumps(op.body)) > limit:
             raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes")
         if op.item_id is not None:
             checked_id(op.item_id)
         state = self.service.schema.cached(op.key)
-        operation = "insert" if op.item_id is None else _OPERATIONS[method]
+        operation = "insert" if op.item_id is None else OPERATIONS[method]
         self.service.access(state).check(operation, op.request.state.principal)
-        version = self.endpoints._version(op.request, op.key)
+        version = request_version(self.service, op.request, op.key)
         check_verb(method, version, op.item_id)
         body = op.body
         if body is None:
@@ -154,10 +177,24 @@ class BatchEndpoint:
             include_deleted=include_deleted(op.request),
             idempotency_key=idempotency_key(op.request),
         )
-        return write_action(self.service, method, op.item_id)(write)
+        return write_action(self.service, method, op.item_id)(write, batch)
 
 
-def _plan_one(request: Request, index: int, op: Any) -> _Planned:
+def _shared(request: Request) -> _Shared:
+    """The batch request's headers (less each operation's own) and its path prefixes."""
+    headers = [
+        (name, value)
+        for name, value in request.scope["headers"]
+        if name.decode("latin-1") not in _DROPPED
+    ]
+    # Same prefix (a root path, a proxy's mount) as the batch; "$batch" becomes the item's path.
+    prefix = str(request.scope["path"]).removesuffix("/$batch")
+    raw_prefix = bytes(request.scope.get("raw_path") or prefix.encode()).split(b"?", 1)[0]
+    raw_prefix = raw_prefix.removesuffix(b"/$batch").removesuffix(b"/%24batch")
+    return _Shared(headers, prefix, raw_prefix)
+
+
+def _plan_one(request: Request, shared: _Shared, index: int, op: Any, oversized: bool) -> _Planned:
     where = f"operations[{index}]"
     if not isinstance(op, dict):
         raise BadRequest(f"{where} must be an object")
@@ -175,35 +212,31 @@ def _plan_one(request: Request, index: int, op: Any) -> _Planned:
         raise BadRequest(f"{where}.headers must be an object of strings")
     if body is not None and not isinstance(body, dict):
         raise BadRequest(f"{where}.body must be an object")
-    sub = _sub_request(request, method, headers, table, item_id)
-    return _Planned(sub, table.lower(), item_id, body)
+    sub = _sub_request(request, shared, method, headers, table, item_id)
+    return _Planned(sub, table.lower(), item_id, body, check_size=oversized)
 
 
 def _sub_request(
-    request: Request, method: str, headers: Mapping[str, str], table: str, item_id: str | None
+    request: Request,
+    shared: _Shared,
+    method: str,
+    headers: Mapping[str, str],
+    table: str,
+    item_id: str | None,
 ) -> Request:
     """The request an operation would have been: its path, the batch's headers plus its own."""
     own = {name.lower(): value for name, value in headers.items()}
-    kept = [
-        (name, value)
-        for name, value in request.scope["headers"]
-        if name.decode("latin-1") not in _OP_HEADERS
-        and name.decode("latin-1") not in ("content-length", "content-encoding")
-    ]
+    kept = list(shared.headers)
     for name in _OP_HEADERS:
         if name in own:
             kept.append((name.encode("latin-1"), own[name].encode("utf-8")))
-    # Same prefix (a root path, a proxy's mount) as the batch; "$batch" becomes the item's path.
-    prefix = str(request.scope["path"]).removesuffix("/$batch")
-    raw_prefix = bytes(request.scope.get("raw_path") or prefix.encode()).split(b"?", 1)[0]
-    raw_prefix = raw_prefix.removesuffix(b"/$batch").removesuffix(b"/%24batch")
     tail = f"/{table}" + (f"/{item_id}" if item_id is not None else "")
     raw_tail = f"/{quote(table, safe='')}"
     raw_tail += f"/{quote(item_id, safe='')}" if item_id is not None else ""
     params = {"table": table, **({"item_id": item_id} if item_id is not None else {})}
     # The scope is copied shallowly: "state" (the authenticated principal) is shared.
-    scope = {**request.scope, "method": method, "headers": kept, "path": prefix + tail}
-    scope.update(raw_path=raw_prefix + raw_tail.encode(), path_params=params)
+    scope = {**request.scope, "method": method, "headers": kept, "path": shared.prefix + tail}
+    scope.update(raw_path=shared.raw_prefix + raw_tail.encode(), path_params=params)
     return Request(scope)
 
 

@@ -3,6 +3,7 @@
 Handlers stay async and cheap (parse headers, read the body); everything that touches the
 database runs here on a sync SQLAlchemy engine, inside as few transactions as possible: one
 for a read or a write, plus a short schema transaction when a dynamic table grows a column.
+The writes of a ``$batch`` share one transaction (:class:`WriteBatch`), each in a savepoint.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine, RootTransaction, Transaction
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
@@ -82,6 +83,65 @@ class WriteRequest:
     arrival_ms: int = field(default_factory=now_ms)
 
 
+class WriteBatch:
+    """The one transaction the writes of a ``$batch`` share; each write in a savepoint of it.
+
+    A write that fails (an error, a conflict, a precondition) rolls back its own savepoint
+    only, so every write's outcome is the one it would have had alone. ``before_commit``
+    hooks run inside each write's savepoint; ``after_commit`` hooks wait for :meth:`commit`
+    and then run in order. The transaction is opened by the first write and committed by
+    :meth:`commit`; :meth:`close` rolls back whatever was not committed (a crash does too).
+    A write that must change the schema (a dynamic table, or a new column) first commits the
+    writes before it: schema changes run in their own transaction, on another connection.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self._tx: RootTransaction | None = None
+        self._after: list[Callable[[], None]] = []
+
+    def connection(self) -> Connection:
+        """The batch's connection, inside its transaction (opened on first use)."""
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        if self._tx is None:
+            self._tx = self._conn.begin()
+        return self._conn
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once the writes so far are committed."""
+        self._after.append(hook)
+
+    def commit(self) -> None:
+        """Commit the writes so far, then run their ``after_commit`` hooks in order."""
+        if self._tx is not None:
+            tx, self._tx = self._tx, None
+            try:
+                tx.commit()
+            except BaseException:
+                # A failed COMMIT can leave the database's transaction open (SQLite busy)
+                # while SQLAlchemy counts it ended and would pool the connection as it is:
+                # drop the connection, and the transaction with it.
+                if self._conn is not None:
+                    self._conn.invalidate()
+                raise
+        hooks, self._after = self._after, []
+        for hook in hooks:
+            hook()
+
+    def close(self) -> None:
+        """Roll back anything not committed and return the connection."""
+        self._after.clear()
+        tx, conn, self._tx, self._conn = self._tx, self._conn, None, None
+        try:
+            if tx is not None and tx.is_active:
+                tx.rollback()
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 class TableService:
     """Reads and writes of every table of one app (shared by all requests; thread-safe)."""
 
@@ -92,17 +152,23 @@ class TableService:
 
     # -- state and views -------------------------------------------------------------------
 
-    def state(self, key: str) -> TableState | None:
-        """The current state of table ``key`` (re-read for dynamic tables), or ``None``."""
+    def state(self, key: str, batch: WriteBatch | None = None) -> TableState | None:
+        """The current state of table ``key`` (re-read for dynamic tables), or ``None``.
+
+        In a batch the registry is read on the batch's connection: a second connection of an
+        in-memory database is the same one, and returning it would roll the batch back.
+        """
         state = self.schema.get(key)
         if state is not None and self.schema.is_dynamic(key):
+            if batch is not None:
+                return self.schema.refresh(batch.connection(), key)
             with self.schema.engine.connect() as conn:
                 state = self.schema.refresh(conn, key)
         return state
 
-    def require(self, key: str) -> TableState:
+    def require(self, key: str, batch: WriteBatch | None = None) -> TableState:
         """The state of table ``key``, or 404."""
-        state = self.state(key)
+        state = self.state(key, batch)
         if state is None:
             raise NotFound(f"The table {key!r} does not exist")
         return state
@@ -122,36 +188,65 @@ class TableService:
 
     # -- the write pipeline ----------------------------------------------------------------
 
+    def batch(self) -> WriteBatch:
+        """A transaction for several writes (``$batch``); pass it to each write, then commit."""
+        return WriteBatch(self.schema.writer)
+
     def _write(
-        self, req: WriteRequest, state: TableState, operation: Operation, action: Action
+        self,
+        req: WriteRequest,
+        state: TableState,
+        operation: Operation,
+        action: Action,
+        batch: WriteBatch | None,
     ) -> Reply:
+        if batch is None:
+            with self.schema.writer.connect() as conn:
+                reply, event = self._transact(conn, conn.begin(), req, state, operation, action)
+            if event is not None and state.config.after_commit is not None:
+                _run_after_commit(state.config.after_commit, req.request, event)
+            return reply
+        conn = batch.connection()
+        reply, event = self._transact(conn, conn.begin_nested(), req, state, operation, action)
+        hook = state.config.after_commit
+        if event is not None and hook is not None:
+            batch.after_commit(lambda: _run_after_commit(hook, req.request, event))
+        return reply
+
+    def _transact(
+        self,
+        conn: Connection,
+        transaction: Transaction,
+        req: WriteRequest,
+        state: TableState,
+        operation: Operation,
+        action: Action,
+    ) -> tuple[Reply, WriteEvent | None]:
+        """The write inside ``transaction`` (the request's own, or a batch's savepoint)."""
         target = f"item {req.item_id}" if req.item_id is not None else f"new {_body_id(req.body)}"
         fingerprint = f"{req.request.method} {target}"
-        with self.schema.writer.connect() as conn:
-            mark_arrival(conn, req.arrival_ms)
-            with conn.begin() as tx:
-                if req.idempotency_key is not None:
-                    if self._expiry.due():
-                        self._expiry.purge(conn)
-                    stored = claim(conn, req.idempotency_key, req.key, fingerprint)
-                    if stored is not None:
-                        return self._replay(req, state, stored, fingerprint)
-                reply, written = action(conn, state)
-                if not written:
-                    tx.rollback()
-                    return reply
-                if req.idempotency_key is not None:
-                    response = StoredResponse(
-                        fingerprint, reply.status, reply.body, reply.headers.get("ETag")
-                    )
-                    record(conn, req.idempotency_key, req.key, response)
-                # Raising here rolls the whole write back (the context manager's exit).
-                event = _event(req, state, operation, reply)
-                if event is not None and state.config.before_commit is not None:
-                    state.config.before_commit(req.request, event)
-        if event is not None and state.config.after_commit is not None:
-            _run_after_commit(state.config.after_commit, req.request, event)
-        return reply
+        mark_arrival(conn, req.arrival_ms)
+        with transaction as tx:
+            if req.idempotency_key is not None:
+                if self._expiry.due():
+                    self._expiry.purge(conn)
+                stored = claim(conn, req.idempotency_key, req.key, fingerprint)
+                if stored is not None:
+                    return self._replay(req, state, stored, fingerprint), None
+            reply, written = action(conn, state)
+            if not written:
+                tx.rollback()
+                return reply, None
+            if req.idempotency_key is not None:
+                response = StoredResponse(
+                    fingerprint, reply.status, reply.body, reply.headers.get("ETag")
+                )
+                record(conn, req.idempotency_key, req.key, response)
+            # Raising here rolls the write back (the context manager's exit).
+            event = _event(req, state, operation, reply)
+            if event is not None and state.config.before_commit is not None:
+                state.config.before_commit(req.request, event)
+        return reply, event
 
     @staticmethod
     def _replay(
@@ -164,8 +259,10 @@ class TableService:
             )
         return stored_reply(stored.status, stored.body, req.version, req.request, state)
 
-    def _prepare(self, req: WriteRequest, *, create: bool) -> tuple[TableState, ItemInput]:
-        state = self.state(req.key)
+    def _prepare(
+        self, req: WriteRequest, batch: WriteBatch | None, *, create: bool
+    ) -> tuple[TableState, ItemInput]:
+        state = self.state(req.key, batch)
         dynamic = self.schema.is_dynamic(req.key)
         if state is None:
             if not (create and self.schema.allows_new_tables):
@@ -175,17 +272,19 @@ class TableService:
                     f"Invalid table name {req.key!r}: use a letter then letters, digits or '_' "
                     "(at most 63 characters, not starting with 'tablesync_')"
                 )
+            _before_schema_change(batch)
             state = self.schema.create_table(req.key)
         item = parse_item(state, req.body, dynamic=dynamic)
         if item.new_columns:
+            _before_schema_change(batch)
             state = self.schema.add_columns(req.key, item.new_columns)
         return state, item
 
     # -- operations ------------------------------------------------------------------------
 
-    def insert(self, req: WriteRequest) -> Reply:
+    def insert(self, req: WriteRequest, batch: WriteBatch | None = None) -> Reply:
         """``POST /tables/{table}``: 201 with the stored item, or 409 with the existing one."""
-        state, item = self._prepare(req, create=True)
+        state, item = self._prepare(req, batch, create=True)
         if item.deleted:
             raise BadRequest("An item cannot be inserted as deleted")
         values: dict[str, Any] = {**item.values, "id": item.item_id or new_id()}
@@ -208,12 +307,14 @@ class TableService:
                 outcome.status, state, outcome.row, req.version, req.request
             ), outcome.written
 
-        return self._write(req, state, "insert", action)
+        return self._write(req, state, "insert", action, batch)
 
-    def update(self, req: WriteRequest, *, replace_all: bool) -> Reply:
+    def update(
+        self, req: WriteRequest, batch: WriteBatch | None = None, *, replace_all: bool
+    ) -> Reply:
         """``PATCH`` (merge) or ``PUT`` (replace) of one item, with optimistic concurrency."""
         assert req.item_id is not None
-        state, item = self._prepare(req, create=False)
+        state, item = self._prepare(req, batch, create=False)
         if item.item_id not in (None, req.item_id):
             raise BadRequest(
                 f"The id in the body ({item.item_id!r}) differs from the id in the URL"
@@ -243,7 +344,7 @@ class TableService:
             )  # fmt: skip
             return self._reply(outcome, state, req, ok=200)
 
-        return self._write(req, state, "update", action)
+        return self._write(req, state, "update", action, batch)
 
     @staticmethod
     def _changes(state: TableState, item: ItemInput, *, replace_all: bool) -> dict[str, Any]:
@@ -293,10 +394,10 @@ class TableService:
         status = ok if outcome.status == 200 and outcome.written else outcome.status
         return item_reply(status, state, outcome.row, req.version, req.request), outcome.written
 
-    def delete(self, req: WriteRequest) -> Reply:
+    def delete(self, req: WriteRequest, batch: WriteBatch | None = None) -> Reply:
         """``DELETE``: a tombstone (soft delete) or removal; 204 for v2 and v3."""
         assert req.item_id is not None
-        state = self.require(req.key)
+        state = self.require(req.key, batch)
         soft = state.config.soft_delete
         resolver = self._resolver(req, state, None, {"deleted": True} if soft else {})
 
@@ -316,12 +417,12 @@ class TableService:
                 return Reply(204), True
             return self._reply(outcome, state, req, ok=200)
 
-        return self._write(req, state, "delete", action)
+        return self._write(req, state, "delete", action, batch)
 
-    def undelete(self, req: WriteRequest) -> Reply:
+    def undelete(self, req: WriteRequest, batch: WriteBatch | None = None) -> Reply:
         """v2 ``POST /tables/{table}/{id}``: clear ``deleted``; 201 with the item."""
         assert req.item_id is not None
-        state = self.require(req.key)
+        state = self.require(req.key, batch)
 
         def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
             outcome = repo.update(
@@ -330,7 +431,7 @@ class TableService:
             )  # fmt: skip
             return self._reply(outcome, state, req, ok=201)
 
-        return self._write(req, state, "undelete", action)
+        return self._write(req, state, "undelete", action, batch)
 
     def read(
         self,
@@ -364,6 +465,16 @@ def _event(
     item = loads(reply.body) if reply.body is not None else None
     item_id = req.item_id or (str(item["id"]) if isinstance(item, dict) else "")
     return WriteEvent(state.config.key, operation, item_id, item)
+
+
+def _before_schema_change(batch: WriteBatch | None) -> None:
+    """Commit a batch's writes so far, before a schema change.
+
+    The change runs in its own transaction on another connection, which would wait for the
+    batch's locks (SQLite's write lock, PostgreSQL's table locks) for ever.
+    """
+    if batch is not None:
+        batch.commit()
 
 
 def _run_after_commit(hook: WriteHook, request: Request, event: WriteEvent) -> None:
