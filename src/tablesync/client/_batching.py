@@ -9,7 +9,6 @@ the push reads exactly as it would the single response. See docs/protocol-extens
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -52,22 +51,12 @@ def batch_size(builder: RequestBuilder, handler: SyncHandler) -> int:
     return builder.batch_limit
 
 
-@functools.lru_cache(maxsize=256)
-def table_url(builder: RequestBuilder, table: str) -> httpx.URL:
-    """``builder.table_url(table)``, built once per builder and table.
-
-    httpx's URL join and parse were a third of the client's CPU in a batched push, where
-    every insert's request and its batch entry asked for the same table URL.
-    """
-    return builder.table_url(table)
-
-
 def batch_entry(builder: RequestBuilder, op: Operation, request: httpx.Request) -> Any:
     """``request`` (the operation's first) as a batch entry, or ``None`` if it cannot be one."""
     if request.method not in _WRITE_METHODS:
         return None
     inserting = request.method == "POST"
-    expected = table_url(builder, op.table) if inserting else builder.item_url(op.table, op.item_id)
+    expected = builder.table_url(op.table) if inserting else builder.item_url(op.table, op.item_id)
     if request.url != expected:
         return None
     entry: dict[str, Any] = {

@@ -44,7 +44,6 @@ from ._batching import (
     drive,
     note_batch_support,
     resume,
-    table_url,
 )
 from ._conflicts import OperationFlow, OperationOutcome, PushOperation, Sender, SyncHandler
 from ._http import (
@@ -440,7 +439,7 @@ def _operation_request(
     version = version if isinstance(version, str) else None
     if kind is OperationKind.INSERT:
         body = strip_system_properties(item or {"id": op.item_id})
-        url = table_url(builder, op.table)
+        url = builder.table_url(op.table)
         return builder.build("POST", url, json=body, idempotency_key=key)
     url = builder.item_url(op.table, op.item_id)
     if kind is OperationKind.DELETE:
