@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -69,7 +69,7 @@ class _Planned:
     item_id: str | None
     body: Any
     #: Its body's size must be checked: the batch is larger than one request may be.
-    check_size: bool = field(default=False)
+    check_size: bool = False
 
 
 class BatchEndpoint:
