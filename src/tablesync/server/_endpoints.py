@@ -6,7 +6,6 @@ Where that work runs (the loop itself for SQLite, a worker thread else) is ``_ru
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import anyio
 import sqlalchemy as sa
@@ -18,7 +17,6 @@ from ._access import Operation
 from ._errors import error_response
 from ._paging import parse_options
 from ._querying import run_query
-from ._replies import Reply
 from ._request import (
     checked_id,
     include_deleted,
@@ -31,6 +29,7 @@ from ._runner import DatabaseRunner
 from ._service import TableService, WriteRequest
 from ._writes import (
     OPERATIONS,
+    WriteCall,
     authenticate,
     check_verb,
     idempotency_key,
@@ -46,7 +45,7 @@ class Endpoints:
 
     def __init__(self, service: TableService) -> None:
         self.service = service
-        self.runner = DatabaseRunner(service.schema.engine)
+        self.runner = DatabaseRunner(service.schema.engine, service.write_together)
 
     async def _authorize(self, request: Request, key: str, operation: Operation) -> None:
         """Authenticate the caller (kept in ``request.state.principal``) and check access.
@@ -98,12 +97,14 @@ class Endpoints:
         write = await self._write_request(request, key, version, item_id)
         return await self._write(write_action(self.service, method, item_id), write)
 
-    async def _write(
-        self, action: Callable[[WriteRequest], Reply], write: WriteRequest
-    ) -> Response:
-        call = functools.partial(action, write)
-        hooks = runs_user_hooks(self.service.schema.cached(write.key))
-        return (await self.runner.write(call, user_hooks=hooks)).to_response()
+    async def _write(self, action: WriteCall, write: WriteRequest) -> Response:
+        job = functools.partial(action, write)
+        if runs_user_hooks(self.service.schema.cached(write.key)):
+            # Application hooks may block or expect their write's own transaction.
+            reply = await self.runner.write(job, user_hooks=True)
+        else:
+            reply = await self.runner.write_grouped(job)
+        return reply.to_response()
 
     async def _write_request(
         self, request: Request, key: str, version: ApiVersion, item_id: str | None

@@ -7,6 +7,9 @@ sixteen: 1.2 ms). A query or a write on a SQLite file takes a fraction of a mill
 running it on the event loop itself, one at a time, is faster than any thread pool and keeps
 the GIL with one thread. Writers additionally queue on a :class:`WriteGate` instead of on
 SQLite's busy handler, whose sleeps (up to 100 ms each) made the insert p99 about a second.
+Single-request writes that reach one process together also commit together
+(:meth:`DatabaseRunner.write_grouped`, "group commit"): one gate turn, one ``BEGIN`` and one
+``COMMIT`` for all of them, each write in its own savepoint.
 
 PostgreSQL statements wait on the network and on the server, so they keep to worker threads:
 ``READ_THREADS`` reading and ``WRITE_THREADS`` writing per process.
@@ -21,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -37,6 +40,12 @@ except ImportError:  # pragma: no cover - Windows
 
 T = TypeVar("T")
 _PerLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
+#: One write of a group: called with the group's shared transaction (or ``None``: its own).
+Job = Callable[[Any], T]
+#: Runs jobs in one transaction, in order; returns the outcome (a result or the exception it
+#: raised) of each job it ran. It may stop early, after an outcome that leaves the transaction
+#: in doubt; the jobs after it then run in a new group.
+GroupRun = Callable[[Sequence[Job[Any]]], list[Any]]
 
 #: How long a writer waits for another process's write before answering 503.
 WRITE_WAIT_S = 30.0
@@ -123,11 +132,22 @@ def _busy() -> ServiceUnavailable:
     )
 
 
+class _Group:
+    """The writes of one event loop that wait to run together, and the task that runs them."""
+
+    __slots__ = ("jobs", "leader")
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Job[Any], asyncio.Future[Any]]] = []
+        self.leader: asyncio.Task[None] | None = None
+
+
 class DatabaseRunner:
     """Runs the synchronous service calls of requests: ``read`` and ``write``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, run_group: GroupRun | None = None) -> None:
         self.inline = engine.dialect.name == "sqlite"
+        self._run_group = run_group
         # An in-memory SQLite database is one shared connection: callers on several event
         # loops (test clients on threads) must take turns.
         shared = isinstance(engine.pool, sa.pool.StaticPool)
@@ -139,6 +159,9 @@ class DatabaseRunner:
         self._queues: _PerLoop = weakref.WeakKeyDictionary()
         self._read_threads: _PerLoop = weakref.WeakKeyDictionary()
         self._write_threads: _PerLoop = weakref.WeakKeyDictionary()
+        self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Group] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a call that only reads."""
@@ -168,6 +191,74 @@ class DatabaseRunner:
             return call()
         finally:
             self.gate.release()
+
+    async def write_grouped(self, job: Job[T]) -> T:
+        """Run a write that may share its transaction with the writes arriving beside it.
+
+        On SQLite, the writes that reach this process while the previous group runs or waits
+        for the gate (or in the same turn of the event loop) form the next group: one gate
+        turn, one ``BEGIN IMMEDIATE`` and one ``COMMIT`` for all of them, each job in its own
+        savepoint of the shared transaction (see ``GroupRun``), so each has the outcome it
+        would have had alone, and none is answered before its group commits. Elsewhere the job
+        runs alone (``job(None)``): PostgreSQL writes of one table serialize on the table's
+        clock row, and holding it for a whole group would only lengthen that queue.
+        """
+        if not self.inline or self._run_group is None:
+            return await self.write(functools.partial(job, None))
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(loop)
+        if group is None:
+            group = self._groups[loop] = _Group()
+        future: asyncio.Future[T] = loop.create_future()
+        group.jobs.append((job, future))
+        if group.leader is None:
+            # A task of its own, not the first request's: a request that is cancelled (its
+            # client went away) must not strand the writes that joined it.
+            group.leader = loop.create_task(self._lead(group))
+        return await future
+
+    async def _lead(self, group: _Group) -> None:
+        """Take the gate, then run the group's jobs until none is left."""
+        try:
+            await asyncio.sleep(0)  # the writes that arrived in this turn of the loop join
+            if self.gate is not None:
+                await self._wait_for_gate()
+            try:
+                while group.jobs:
+                    self._run_jobs(group)
+            finally:
+                if self.gate is not None:
+                    self.gate.release()
+        except BaseException as exc:  # the gate was not free in time (503), or a shutdown
+            for _, future in group.jobs:
+                if not future.done():
+                    future.set_exception(exc) if isinstance(exc, Exception) else future.cancel()
+            group.jobs.clear()
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            group.leader = None
+
+    def _run_jobs(self, group: _Group) -> None:
+        """One transaction of the group's jobs; those after an early stop stay queued."""
+        assert self._run_group is not None
+        # A waiter that was cancelled (its client went away) before its turn is not run.
+        waiting = [(job, future) for job, future in group.jobs if not future.done()]
+        group.jobs = []
+        if not waiting:
+            return
+        try:
+            outcomes = self._in_turn(functools.partial(self._run_group, [j for j, _ in waiting]))
+        except Exception as exc:  # the commit failed: none of these writes happened
+            outcomes = [exc] * len(waiting)
+        for (_, future), outcome in zip(waiting, outcomes, strict=False):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        group.jobs[:0] = waiting[len(outcomes) :]
 
     async def _wait_for_gate(self) -> None:
         """Take the gate; while another writer holds it, the loop serves other requests.

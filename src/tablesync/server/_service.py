@@ -8,7 +8,7 @@ The writes of a ``$batch`` share one transaction (:class:`WriteBatch`), each in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ from ._access import Access
 from ._auth import Authenticator, principal_of
 from ._clock import mark_arrival, now_ms
 from ._config import WriteEvent, WriteHook, is_valid_table_name
-from ._errors import BadRequest, NotFound, UnprocessableEntity, logger
+from ._errors import BadRequest, HTTPError, NotFound, UnprocessableEntity, logger
 from ._idempotency import Expiry, StoredResponse, claim, record
 from ._items import ItemInput, parse_item, render
 from ._replies import Reply, item_reply, missing, stored_reply
@@ -227,6 +227,34 @@ class TableService:
     def batch(self) -> WriteBatch:
         """A transaction for several writes (``$batch``); pass it to each write, then commit."""
         return WriteBatch(self.schema.writer)
+
+    def write_together(
+        self, writes: Sequence[Callable[[WriteBatch], Reply]]
+    ) -> list[Reply | Exception]:
+        """Run single-request writes in one transaction, each in its own savepoint.
+
+        What ``DatabaseRunner.write_grouped`` runs ("group commit"). A write that fails with
+        an error of its own (a 4xx, a value the database rejects) has its savepoint rolled
+        back, as alone it would have had its transaction, and the next write runs. Any other
+        failure (the database busy or broken, a bug) may leave the transaction in doubt: the
+        group stops there and commits the writes before it; the rest run in a new group.
+        A failed commit raises: none of the group's writes happened.
+        """
+        outcomes: list[Reply | Exception] = []
+        batch = self.batch()
+        try:
+            for write in writes:
+                try:
+                    outcomes.append(write(batch))
+                except (HTTPError, sa.exc.DataError) as exc:
+                    outcomes.append(exc)
+                except Exception as exc:
+                    outcomes.append(exc)
+                    break
+            batch.commit()
+        finally:
+            batch.close()
+        return outcomes
 
     def _write(
         self,

@@ -1,0 +1,262 @@
+"""Group commit: single-request SQLite writes that arrive together share one transaction.
+
+Each write runs in its own savepoint, so its outcome is the one it has alone; none is answered
+before its group commits; a write that breaks stops its group, and the rest run after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tablesync.server import Table, create_app
+from tablesync.server._runner import DatabaseRunner, WriteGate
+
+from .conftest import V3
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def _app(path: Path) -> Any:
+    return create_app(f"sqlite:///{path}", tables=[Table("todo", columns={"n": "integer"})])
+
+
+def _count_commits(app: Any) -> list[int]:
+    commits = [0]
+
+    @sa.event.listens_for(app.state.tablesync.schema.engine, "commit")
+    def _on_commit(_conn: Any) -> None:
+        commits[0] += 1
+
+    return commits
+
+
+def _stored(path: Path) -> dict[str, int]:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql('SELECT id, n FROM todo WHERE NOT "deleted"').all()
+    finally:
+        engine.dispose()
+    return {row[0]: row[1] for row in rows}
+
+
+async def _post_all(app: Any, bodies: Sequence[Any]) -> list[httpx.Response]:
+    async with _client(app) as client:
+        posts = [client.post("/tables/todo", json=body, headers=V3) for body in bodies]
+        return list(await asyncio.gather(*posts))
+
+
+def test_writes_arriving_together_commit_together(tmp_path: Path) -> None:
+    app = _app(tmp_path / "g.db")
+    commits = _count_commits(app)
+    bodies = [{"id": f"w{n}", "n": n} for n in range(12)]
+
+    replies = asyncio.run(_post_all(app, bodies))
+
+    assert [reply.status_code for reply in replies] == [201] * 12
+    assert commits[0] < 12 / 2  # one commit per write without grouping
+    assert _stored(tmp_path / "g.db") == {f"w{n}": n for n in range(12)}
+    stamps = [reply.json()["updatedAt"] for reply in replies]
+    assert len(set(stamps)) == 12 and stamps == sorted(stamps)  # stamped in arrival order
+    assert all(reply.headers["ETag"] == f'"{reply.json()["version"]}"' for reply in replies)
+
+
+def test_each_write_of_a_group_has_its_own_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "outcomes.db"
+    app = _app(path)
+
+    async def main() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "taken", "n": 1}, headers=V3)
+            assert first.status_code == 201
+        bodies: list[Any] = [
+            {"id": "a", "n": 1},
+            {"id": "taken", "n": 2},  # 409 with the stored item
+            {"id": "b", "n": "not a number"},  # 400, nothing written
+            {"id": "c", "n": 3},
+            {"id": "d", "n": 4, "unknown": 1},  # 400: no such column
+            {"id": "e", "n": 5},
+        ]
+        return await _post_all(app, bodies), [first]
+
+    replies, (first,) = asyncio.run(main())
+
+    assert [reply.status_code for reply in replies] == [201, 409, 400, 201, 400, 201]
+    conflict = replies[1]
+    assert conflict.json() == first.json()
+    assert conflict.headers["ETag"] == first.headers["ETag"]
+    assert _stored(path) == {"taken": 1, "a": 1, "c": 3, "e": 5}
+
+
+def test_a_write_that_breaks_stops_its_group_and_the_rest_run_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "breaks.db"
+    app = _app(path)
+    service = app.state.tablesync
+    commits = _count_commits(app)
+    insert = service.insert
+
+    def breaking_insert(req: Any, batch: Any = None) -> Any:
+        if req.body.get("id") == "broken":
+            raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return insert(req, batch)
+
+    monkeypatch.setattr(service, "insert", breaking_insert)
+    bodies = [{"id": "a", "n": 1}, {"id": "broken", "n": 2}, {"id": "b", "n": 3}]
+
+    replies = asyncio.run(_post_all(app, bodies))
+
+    assert [reply.status_code for reply in replies] == [201, 503, 201]
+    assert _stored(path) == {"a": 1, "b": 3}
+    assert commits[0] == 2  # "a" committed before the break; "b" in a group of its own
+
+
+def test_a_failed_group_commit_answers_503_to_every_write_and_stores_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync.server._service import WriteBatch
+
+    path = tmp_path / "commit.db"
+    app = _app(path)
+    commit = WriteBatch.commit
+    failures = [1]
+
+    def failing_commit(self: WriteBatch) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            self.close()  # what a failed COMMIT leaves: the transaction rolled back
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("database is locked"))
+        commit(self)
+
+    monkeypatch.setattr(WriteBatch, "commit", failing_commit)
+    bodies = [{"id": f"w{n}", "n": n} for n in range(4)]
+
+    replies = asyncio.run(_post_all(app, bodies))
+
+    assert [reply.status_code for reply in replies] == [503] * 4
+    assert _stored(path) == {}
+
+
+def _recording_runner(engine: sa.Engine, ran: list[list[str]], stop_after: int) -> DatabaseRunner:
+    """A runner whose groups record their jobs' names and run at most ``stop_after`` each."""
+
+    def run_group(jobs: Sequence[Callable[[Any], str]]) -> list[Any]:
+        taken = list(jobs)[:stop_after]
+        ran.append([job(None) for job in taken])
+        return [f"done {name}" for name in ran[-1]]
+
+    return DatabaseRunner(engine, run_group)
+
+
+def _named(name: str) -> Callable[[Any], str]:
+    return lambda _batch: name
+
+
+def test_a_group_that_stops_early_runs_the_rest_in_order_after(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    ran: list[list[str]] = []
+    runner = _recording_runner(engine, ran, stop_after=2)
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(*(runner.write_grouped(_named(n)) for n in "abcde")))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        runner.close()
+        engine.dispose()
+    assert results == [f"done {name}" for name in "abcde"]
+    assert ran == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_a_cancelled_write_is_not_run(tmp_path: Path) -> None:
+    database = tmp_path / "cancel.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    ran: list[list[str]] = []
+    runner = _recording_runner(engine, ran, stop_after=10)
+    other_process = WriteGate(f"{database}-writer.lock")
+
+    async def main() -> list[str]:
+        other_process.acquire()
+        try:
+            writes = [asyncio.ensure_future(runner.write_grouped(_named(n))) for n in "abc"]
+            await asyncio.sleep(0.1)
+            assert not any(write.done() for write in writes)  # waiting for the gate
+            writes[1].cancel()
+        finally:
+            other_process.release()
+        return [await writes[0], await writes[2]]
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        other_process.close()
+        runner.close()
+        engine.dispose()
+    assert results == ["done a", "done c"]
+    assert ran == [["a", "c"]]
+
+
+def test_writes_waiting_for_another_process_join_one_group(tmp_path: Path) -> None:
+    database = tmp_path / "joined.db"
+    app = _app(database)
+    commits = _count_commits(app)
+    other_process = WriteGate(f"{database}-writer.lock")
+
+    async def main() -> list[int]:
+        async with _client(app) as client:
+            other_process.acquire()
+            try:
+                writes = []
+                for n in range(5):
+                    body = {"id": f"w{n}", "n": n}
+                    post = client.post("/tables/todo", json=body, headers=V3)
+                    writes.append(asyncio.ensure_future(post))
+                    await asyncio.sleep(0.02)  # arriving one by one, while the gate is taken
+            finally:
+                other_process.release()
+            return [(await write).status_code for write in writes]
+
+    try:
+        statuses = asyncio.run(main())
+    finally:
+        other_process.close()
+    assert statuses == [201] * 5
+    assert commits[0] == 1
+
+
+def test_postgres_writes_run_alone_on_worker_threads(postgres_url: str) -> None:
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    seen: list[tuple[Any, int]] = []
+
+    def run_group(_jobs: Sequence[Any]) -> list[Any]:
+        raise AssertionError("PostgreSQL writes are not grouped")
+
+    runner = DatabaseRunner(engine, run_group)
+
+    def job(batch: Any) -> str:
+        seen.append((batch, threading.get_ident()))
+        return "written"
+
+    async def main() -> list[str]:
+        return list(await asyncio.gather(*(runner.write_grouped(job) for _ in range(3))))
+
+    try:
+        assert asyncio.run(main()) == ["written"] * 3
+    finally:
+        engine.dispose()
+    assert [batch for batch, _ in seen] == [None] * 3
+    assert threading.get_ident() not in {thread for _, thread in seen}
