@@ -155,13 +155,14 @@ def node_target(rows: int, work: Path) -> Iterator[Target | None]:
         yield None
 
 
-def seed_all(rows: int, work: Path) -> dict[str, Path]:
-    """Seed SQLite and PostgreSQL for tablesync; returns the config file of each."""
+def seed_all(rows: int, work: Path, backends: tuple[str, ...]) -> dict[str, Path]:
+    """Seed SQLite and/or PostgreSQL for tablesync; returns the config file of each."""
     configs = {}
-    databases = {
-        "sqlite": f"sqlite:///{work / 'tablesync.sqlite'}",
-        "postgres": fresh_postgres_database(PG_DATABASE),
-    }
+    databases = {}
+    if "sqlite" in backends:
+        databases["sqlite"] = f"sqlite:///{work / 'tablesync.sqlite'}"
+    if "postgres" in backends:
+        databases["postgres"] = fresh_postgres_database(PG_DATABASE)
     for backend, url in databases.items():
         started_at = time.monotonic()
         seed_tablesync(url, rows)
@@ -174,11 +175,11 @@ def measure(args: argparse.Namespace, targets: list[Target], wrk: str) -> Result
     """Warm up every target, then run every scenario on every target, ``rounds`` times."""
     results = Results()
     options = {"connections": args.connections, "rows": args.rows}
-    for scenario in SCENARIOS:
+    for scenario in args.scenarios:
         for target in targets:
             run_wrk(wrk, target, scenario, duration=args.warmup, **options)
     for round_no in range(1, args.rounds + 1):
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             for target in targets:
                 sample = run_wrk(wrk, target, scenario, duration=args.duration, **options)
                 results.add(target.name, scenario, sample)
@@ -197,10 +198,10 @@ def ratio(results: Results, top: str, bottom: str, scenario: str) -> float:
     return median([a.rps / b.rps for a, b in pairs if b.rps > 0])
 
 
-def report(results: Results, targets: list[Target]) -> None:
+def report(results: Results, targets: list[Target], scenarios: tuple[str, ...]) -> None:
     """Print the tables of medians and ratios, and the targets met or missed."""
     rows = []
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         for target in targets:
             samples = results.get(target.name, scenario)
             if samples:
@@ -224,9 +225,11 @@ def report(results: Results, targets: list[Target]) -> None:
     print("\n### Ratios (median of per-round ratios)\n")
     names = {t.name for t in targets}
     ratio_rows = []
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         for backend in ("sqlite", "postgres"):
             w1, w2 = f"{backend}-w1", f"{backend}-w2"
+            if w1 not in names:
+                continue
             if "node" in names:
                 ratio_rows.append(
                     [scenario, f"{w1} / node", f"{ratio(results, w1, 'node', scenario):.2f}"]
@@ -247,7 +250,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-node", action="store_true", help="skip the official Node server")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    return parser.parse_args()
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: %(default)s"
+    )
+    parser.add_argument(
+        "--backends", default="sqlite,postgres", help="comma-separated subset of: %(default)s"
+    )
+    args = parser.parse_args()
+    args.scenarios = tuple(args.scenarios.split(","))
+    args.backends = tuple(args.backends.split(","))
+    unknown = set(args.scenarios) - set(SCENARIOS) | set(args.backends) - {"sqlite", "postgres"}
+    if unknown:
+        parser.error(f"unknown scenario or backend: {', '.join(sorted(unknown))}")
+    return args
 
 
 def main() -> None:
@@ -258,7 +273,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tablesync-bench-"))
     print(f"\nwork directory: {work}\n", flush=True)
     try:
-        configs = seed_all(args.rows, work)
+        configs = seed_all(args.rows, work, args.backends)
         with contextlib.ExitStack() as stack:
             targets: list[Target] = []
             if not args.no_node:
@@ -272,9 +287,10 @@ def main() -> None:
                     server = tablesync_server(name, config, port, workers, work)
                     targets.append(stack.enter_context(server))
                     port += 1
-            report(measure(args, targets, wrk), targets)
+            report(measure(args, targets, wrk), targets, args.scenarios)
     finally:
-        drop_postgres_database(PG_DATABASE)
+        if "postgres" in args.backends:
+            drop_postgres_database(PG_DATABASE)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
