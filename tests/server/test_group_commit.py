@@ -260,3 +260,85 @@ def test_postgres_writes_run_alone_on_worker_threads(postgres_url: str) -> None:
         engine.dispose()
     assert [batch for batch, _ in seen] == [None] * 3
     assert threading.get_ident() not in {thread for _, thread in seen}
+
+
+def _clock_statements(app: Any) -> list[str]:
+    statements: list[str] = []
+
+    @sa.event.listens_for(app.state.tablesync.schema.engine, "before_cursor_execute")
+    def _on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "tablesync_clock" in statement:
+            statements.append(statement.split()[0])
+
+    return statements
+
+
+def _clock_row(path: Path) -> int:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT last_ms FROM tablesync_clock WHERE table_name = 'todo'"
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _millis(stamp: str) -> int:
+    from tablesync.protocol import parse_datetime, to_millis
+
+    return to_millis(parse_datetime(stamp))
+
+
+def test_a_group_advances_its_clock_row_once_and_stores_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "clock.db"
+    app = _app(path)
+    statements = _clock_statements(app)
+    commits = _count_commits(app)
+
+    replies = asyncio.run(_post_all(app, [{"id": f"w{n}", "n": n} for n in range(10)]))
+
+    assert [reply.status_code for reply in replies] == [201] * 10
+    assert commits[0] == 1
+    assert statements == ["UPDATE", "INSERT"]  # the first stamp, then the write-back
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _clock_row(path) == stamps[-1]
+
+
+def test_held_clocks_survive_a_rolled_back_first_write(tmp_path: Path) -> None:
+    path = tmp_path / "rolled.db"
+    app = _app(path)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            taken = await client.post("/tables/todo", json={"id": "taken", "n": 0}, headers=V3)
+            assert taken.status_code == 201
+        # The first write takes the group's first stamp from the row, then its savepoint
+        # (and that UPDATE) is rolled back: the 409.
+        bodies = [{"id": "taken", "n": 1}, {"id": "a", "n": 2}, {"id": "b", "n": 3}]
+        replies = await _post_all(app, bodies)
+        async with _client(app) as client:
+            replies.append(await client.post("/tables/todo", json={"id": "c"}, headers=V3))
+        return replies
+
+    replies = asyncio.run(main())
+
+    assert [reply.status_code for reply in replies] == [409, 201, 201, 201]
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies[1:]]
+    assert stamps == sorted(set(stamps))
+    assert stamps[0] > _millis(replies[0].json()["updatedAt"])
+    assert _clock_row(path) == stamps[-1]
+
+
+def test_clocks_are_held_only_under_sqlite(postgres_url: str) -> None:
+    from tablesync.server._clock import hold_clocks
+
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn, pytest.raises(ValueError, match="SQLite"):
+            hold_clocks(conn)
+    finally:
+        engine.dispose()

@@ -13,12 +13,15 @@ import base64
 import functools
 import os
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ._schema import CLOCK
 
+#: ``Connection.info`` key of the clocks held in memory by a SQLite transaction (``hold_clocks``).
+_HELD = "tablesync_held_clocks"
 #: ``Connection.info`` key of the process clock read when the write arrived, before its
 #: transaction waited for any lock: the stamp of the naive scheme (``strict=False``).
 _ARRIVAL = "tablesync_arrival_ms"
@@ -53,6 +56,50 @@ def next_stamp(conn: Connection, key: str, *, strict: bool = True) -> int:
     if not strict:
         arrival = conn.info.pop(_ARRIVAL, None)
         return now if arrival is None else int(arrival)
+    held = _held_clocks(conn)
+    if held is not None and key in held:
+        stamp = held[key] = max(held[key] + 1, now)
+        return stamp
+    stamp = _advance_row(conn, key, now)
+    if held is not None:
+        held[key] = stamp
+    return stamp
+
+
+def hold_clocks(conn: Connection) -> None:
+    """Advance the clocks of ``conn``'s open SQLite transaction in memory after their first stamp.
+
+    SQLite's write lock, taken by ``BEGIN IMMEDIATE``, stays with the transaction until it
+    ends, savepoints rolled back or not, so no other writer can move a clock row meanwhile:
+    the second and later stamps of a table can be counted here instead of by an UPDATE each
+    (a seventh of an insert's CPU in a group commit). ``store_clocks`` must run before the
+    COMMIT. Not for PostgreSQL: rolling back to a savepoint there releases the row lock
+    taken after it, and another transaction could then advance the clock.
+    """
+    if conn.dialect.name != "sqlite":
+        raise ValueError("clocks can be held only under SQLite's transaction-wide write lock")
+    conn.info[_HELD] = (conn.get_transaction(), {})
+
+
+def store_clocks(conn: Connection) -> None:
+    """Write the held clocks of ``conn``'s transaction back to their rows (before COMMIT)."""
+    held = _held_clocks(conn)
+    conn.info.pop(_HELD, None)
+    for key, last_ms in (held or {}).items():
+        conn.execute(_store(), {"clock_key": key, "clock_last": last_ms})
+
+
+def _held_clocks(conn: Connection) -> dict[str, int] | None:
+    held = conn.info.get(_HELD)
+    # Only for the transaction they were taken in: a pooled connection outlives it.
+    if held is None or held[0] is not conn.get_transaction():
+        return None
+    clocks: dict[str, int] = held[1]
+    return clocks
+
+
+def _advance_row(conn: Connection, key: str, now: int) -> int:
+    """The clock row's UPDATE (inserting the row if it is missing); returns the new stamp."""
     returning = bool(conn.dialect.update_returning)
     update = _advance(conn.dialect.name, returning)
     params = {"clock_key": key, "clock_now": now}
@@ -81,6 +128,23 @@ def _advance(dialect: str, returning: bool) -> sa.Update:
     where = CLOCK.c.table_name == sa.bindparam("clock_key", type_=sa.String)
     update = CLOCK.update().where(where).values(last_ms=advance)
     return update.returning(CLOCK.c.last_ms) if returning else update
+
+
+@functools.cache
+def _store() -> Any:
+    """The write-back of a held clock (SQLite).
+
+    An upsert, as the row may have been inserted in a savepoint since rolled back; ``max``,
+    so that the clock never goes back.
+    """
+    from sqlalchemy.dialects.sqlite import insert
+
+    row = insert(CLOCK).values(
+        table_name=sa.bindparam("clock_key", type_=sa.String),
+        last_ms=sa.bindparam("clock_last", type_=sa.BigInteger),
+    )
+    latest = sa.func.max(CLOCK.c.last_ms, row.excluded.last_ms)
+    return row.on_conflict_do_update(index_elements=[CLOCK.c.table_name], set_={"last_ms": latest})
 
 
 def _read(conn: Connection, key: str) -> int:

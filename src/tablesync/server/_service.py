@@ -21,7 +21,7 @@ from ..protocol import ApiVersion, dumps, loads, new_id
 from . import _repository as repo
 from ._access import Access
 from ._auth import Authenticator, principal_of
-from ._clock import mark_arrival, now_ms
+from ._clock import hold_clocks, mark_arrival, now_ms, store_clocks
 from ._config import WriteEvent, WriteHook, is_valid_table_name
 from ._errors import BadRequest, HTTPError, NotFound, UnprocessableEntity, logger
 from ._idempotency import Expiry, StoredResponse, claim, record
@@ -107,6 +107,8 @@ class WriteBatch:
             self._conn = self._engine.connect()
         if self._tx is None:
             self._tx = self._conn.begin()
+            if self._conn.dialect.name == "sqlite":
+                hold_clocks(self._conn)
         return self._conn
 
     def after_commit(self, hook: Callable[[], None]) -> None:
@@ -118,6 +120,8 @@ class WriteBatch:
         if self._tx is not None:
             tx, self._tx = self._tx, None
             try:
+                if self._conn is not None:
+                    store_clocks(self._conn)
                 tx.commit()
             except BaseException:
                 # A failed COMMIT can leave the database's transaction open (SQLite busy)
