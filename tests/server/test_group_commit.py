@@ -153,7 +153,7 @@ def test_a_failed_group_commit_answers_503_to_every_write_and_stores_none(
 def _recording_runner(engine: sa.Engine, ran: list[list[str]], stop_after: int) -> DatabaseRunner:
     """A runner whose groups record their jobs' names and run at most ``stop_after`` each."""
 
-    def run_group(jobs: Sequence[Callable[[Any], str]]) -> list[Any]:
+    def run_group(jobs: Sequence[Callable[[Any], str]], _table: str) -> list[Any]:
         taken = list(jobs)[:stop_after]
         ran.append([job(None) for job in taken])
         return [f"done {name}" for name in ran[-1]]
@@ -171,7 +171,7 @@ def test_a_group_that_stops_early_runs_the_rest_in_order_after(tmp_path: Path) -
     runner = _recording_runner(engine, ran, stop_after=2)
 
     async def main() -> list[str]:
-        return list(await asyncio.gather(*(runner.write_grouped(_named(n)) for n in "abcde")))
+        return list(await asyncio.gather(*(runner.write_grouped(_named(n), "t") for n in "abcde")))
 
     try:
         results = asyncio.run(main())
@@ -192,7 +192,7 @@ def test_a_cancelled_write_is_not_run(tmp_path: Path) -> None:
     async def main() -> list[str]:
         other_process.acquire()
         try:
-            writes = [asyncio.ensure_future(runner.write_grouped(_named(n))) for n in "abc"]
+            writes = [asyncio.ensure_future(runner.write_grouped(_named(n), "t")) for n in "abc"]
             await asyncio.sleep(0.1)
             assert not any(write.done() for write in writes)  # waiting for the gate
             writes[1].cancel()
@@ -238,28 +238,29 @@ def test_writes_waiting_for_another_process_join_one_group(tmp_path: Path) -> No
     assert commits[0] == 1
 
 
-def test_postgres_writes_run_alone_on_worker_threads(postgres_url: str) -> None:
+def test_postgres_groups_writes_per_table_on_worker_threads(postgres_url: str) -> None:
     engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
-    seen: list[tuple[Any, int]] = []
+    groups: list[tuple[str, list[str], int]] = []
 
-    def run_group(_jobs: Sequence[Any]) -> list[Any]:
-        raise AssertionError("PostgreSQL writes are not grouped")
+    def run_group(jobs: Sequence[Callable[[Any], str]], table: str) -> list[Any]:
+        groups.append((table, [job(None) for job in jobs], threading.get_ident()))
+        return [f"done {name}" for name in groups[-1][1]]
 
     runner = DatabaseRunner(engine, run_group)
-
-    def job(batch: Any) -> str:
-        seen.append((batch, threading.get_ident()))
-        return "written"
+    writes = [("a", "t1"), ("b", "t2"), ("c", "t1"), ("d", "t2")]
 
     async def main() -> list[str]:
-        return list(await asyncio.gather(*(runner.write_grouped(job) for _ in range(3))))
+        return list(await asyncio.gather(*(runner.write_grouped(_named(n), t) for n, t in writes)))
 
     try:
-        assert asyncio.run(main()) == ["written"] * 3
+        assert asyncio.run(main()) == ["done a", "done b", "done c", "done d"]
     finally:
         engine.dispose()
-    assert [batch for batch, _ in seen] == [None] * 3
-    assert threading.get_ident() not in {thread for _, thread in seen}
+    assert sorted((table, names) for table, names, _ in groups) == [
+        ("t1", ["a", "c"]),
+        ("t2", ["b", "d"]),
+    ]
+    assert threading.get_ident() not in {thread for _, _, thread in groups}
 
 
 def _clock_statements(app: Any) -> list[str]:
@@ -333,12 +334,78 @@ def test_held_clocks_survive_a_rolled_back_first_write(tmp_path: Path) -> None:
     assert _clock_row(path) == stamps[-1]
 
 
-def test_clocks_are_held_only_under_sqlite(postgres_url: str) -> None:
-    from tablesync.server._clock import hold_clocks
+def _pg_app(url: str) -> Any:
+    return create_app(url, tables=[Table("todo", columns={"n": "integer"})])
 
-    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+
+def _pg_stored(url: str) -> dict[str, int]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
-        with engine.connect() as conn, pytest.raises(ValueError, match="SQLite"):
-            hold_clocks(conn)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT id, n FROM todo WHERE NOT deleted").all()
+            clock = conn.exec_driver_sql(
+                "SELECT last_ms FROM tablesync_clock WHERE table_name = 'todo'"
+            ).scalar_one()
     finally:
         engine.dispose()
+    return {**{row[0]: row[1] for row in rows}, "clock": int(clock)}
+
+
+def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
+    postgres_url: str,
+) -> None:
+    app = _pg_app(postgres_url)
+    commits = _count_commits(app)
+    statements = _clock_statements(app)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:  # the first write starts the app's pool
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+        commits[0] = 0
+        statements.clear()
+        return [first, *await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, 12)])]
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert [reply.status_code for reply in replies] == [201] * 12
+    assert commits[0] < 11 / 2
+    # Per group: the lock up front, the write-back before COMMIT; no UPDATE per write.
+    assert statements.count("SELECT") == commits[0] and statements.count("UPDATE") == commits[0]
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(12)}, "clock": stamps[-1]}
+
+
+def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _pg_app(postgres_url)
+    service = app.state.tablesync
+    insert = service.insert
+
+    def aborting_insert(req: Any, batch: Any = None) -> Any:
+        if req.body.get("id") == "aborts" and batch is not None:
+            # A statement failing outside the write's savepoint aborts the transaction.
+            batch.connection().exec_driver_sql("SELECT 1 / 0")
+        return insert(req, batch)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+            assert first.status_code == 201
+        monkeypatch.setattr(service, "insert", aborting_insert)
+        bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
+        return await _post_all(app, bodies)
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    # Without the check, PostgreSQL's COMMIT would silently roll back "a" after its 201.
+    assert [reply.status_code for reply in replies] == [503, 503, 503]
+    stored = _pg_stored(postgres_url)
+    assert {key for key in stored if key != "clock"} == {"w0"}

@@ -13,6 +13,7 @@ import base64
 import functools
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,24 +62,28 @@ def next_stamp(conn: Connection, key: str, *, strict: bool = True) -> int:
         stamp = held[key] = max(held[key] + 1, now)
         return stamp
     stamp = _advance_row(conn, key, now)
-    if held is not None:
+    if held is not None and _holds_from_first_stamp(conn):
         held[key] = stamp
     return stamp
 
 
-def hold_clocks(conn: Connection) -> None:
-    """Advance the clocks of ``conn``'s open SQLite transaction in memory after their first stamp.
+def hold_clocks(conn: Connection, lock: Sequence[str] = ()) -> None:
+    """Count the table clocks of ``conn``'s open transaction in memory, under its lock.
 
-    SQLite's write lock, taken by ``BEGIN IMMEDIATE``, stays with the transaction until it
-    ends, savepoints rolled back or not, so no other writer can move a clock row meanwhile:
-    the second and later stamps of a table can be counted here instead of by an UPDATE each
-    (a seventh of an insert's CPU in a group commit). ``store_clocks`` must run before the
-    COMMIT. Not for PostgreSQL: rolling back to a savepoint there releases the row lock
-    taken after it, and another transaction could then advance the clock.
+    A clock row that no other writer can move until this transaction ends needs no UPDATE
+    per stamp (a seventh of an insert's CPU in a group commit): stamps are counted here,
+    and ``store_clocks`` writes them back before the COMMIT.
+
+    - SQLite: the write lock taken by ``BEGIN IMMEDIATE`` stays with the transaction until
+      it ends, savepoints rolled back or not, so every clock is held from its first stamp.
+    - PostgreSQL: rolling back to a savepoint releases the row locks taken after it, so only
+      the clocks of the tables in ``lock`` are held: their rows are locked here, before any
+      savepoint (call this right after BEGIN); other tables' stamps take the usual UPDATE.
     """
-    if conn.dialect.name != "sqlite":
-        raise ValueError("clocks can be held only under SQLite's transaction-wide write lock")
-    conn.info[_HELD] = (conn.get_transaction(), {})
+    conn.info[_HELD] = (conn.get_transaction(), {}, conn.dialect.name == "sqlite")
+    if lock and conn.dialect.name != "sqlite":
+        rows = conn.execute(_lock(), {"clock_keys": sorted(lock)})  # sorted: no deadlocks
+        conn.info[_HELD][1].update({key: int(last_ms) for key, last_ms in rows})
 
 
 def store_clocks(conn: Connection) -> None:
@@ -86,7 +91,7 @@ def store_clocks(conn: Connection) -> None:
     held = _held_clocks(conn)
     conn.info.pop(_HELD, None)
     for key, last_ms in (held or {}).items():
-        conn.execute(_store(), {"clock_key": key, "clock_last": last_ms})
+        conn.execute(_store(conn.dialect.name), {"clock_key": key, "clock_last": last_ms})
 
 
 def _held_clocks(conn: Connection) -> dict[str, int] | None:
@@ -96,6 +101,10 @@ def _held_clocks(conn: Connection) -> dict[str, int] | None:
         return None
     clocks: dict[str, int] = held[1]
     return clocks
+
+
+def _holds_from_first_stamp(conn: Connection) -> bool:
+    return bool(conn.info[_HELD][2])
 
 
 def _advance_row(conn: Connection, key: str, now: int) -> int:
@@ -131,20 +140,34 @@ def _advance(dialect: str, returning: bool) -> sa.Update:
 
 
 @functools.cache
-def _store() -> Any:
-    """The write-back of a held clock (SQLite).
+def _store(dialect: str) -> Any:
+    """The write-back of a held clock; ``max`` / ``greatest``: the clock never goes back.
 
-    An upsert, as the row may have been inserted in a savepoint since rolled back; ``max``,
-    so that the clock never goes back.
+    On SQLite an upsert: the row may have been inserted in a savepoint since rolled back.
+    On PostgreSQL only rows locked (so found) by ``hold_clocks`` are held.
     """
+    last = sa.bindparam("clock_last", type_=sa.BigInteger)
+    key = sa.bindparam("clock_key", type_=sa.String)
+    if dialect != "sqlite":
+        latest = sa.func.greatest(CLOCK.c.last_ms, last, type_=sa.BigInteger)
+        return CLOCK.update().where(CLOCK.c.table_name == key).values(last_ms=latest)
     from sqlalchemy.dialects.sqlite import insert
 
-    row = insert(CLOCK).values(
-        table_name=sa.bindparam("clock_key", type_=sa.String),
-        last_ms=sa.bindparam("clock_last", type_=sa.BigInteger),
+    row = insert(CLOCK).values(table_name=key, last_ms=last)
+    newest = sa.func.max(CLOCK.c.last_ms, row.excluded.last_ms)
+    return row.on_conflict_do_update(index_elements=[CLOCK.c.table_name], set_={"last_ms": newest})
+
+
+@functools.cache
+def _lock() -> sa.Select[Any]:
+    """Lock clock rows for the rest of the transaction (PostgreSQL)."""
+    keys = sa.bindparam("clock_keys", expanding=True, type_=sa.String)
+    return (
+        sa.select(CLOCK.c.table_name, CLOCK.c.last_ms)
+        .where(CLOCK.c.table_name.in_(keys))
+        .order_by(CLOCK.c.table_name)
+        .with_for_update()
     )
-    latest = sa.func.max(CLOCK.c.last_ms, row.excluded.last_ms)
-    return row.on_conflict_do_update(index_elements=[CLOCK.c.table_name], set_={"last_ms": latest})
 
 
 def _read(conn: Connection, key: str) -> int:

@@ -103,7 +103,7 @@ class Endpoints:
             # Application hooks may block or expect their write's own transaction.
             reply = await self.runner.write(job, user_hooks=True)
         else:
-            reply = await self.runner.write_grouped(job)
+            reply = await self.runner.write_grouped(job, write.key)
         return reply.to_response()
 
     async def _write_request(
