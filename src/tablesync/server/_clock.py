@@ -14,6 +14,7 @@ import functools
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from ._schema import CLOCK
 
-#: ``Connection.info`` key of the clocks held in memory by a SQLite transaction (``hold_clocks``).
+#: ``Connection.info`` key of the clocks a transaction holds in memory (``hold_clocks``).
 _HELD = "tablesync_held_clocks"
 #: ``Connection.info`` key of the process clock read when the write arrived, before its
 #: transaction waited for any lock: the stamp of the naive scheme (``strict=False``).
@@ -57,14 +58,24 @@ def next_stamp(conn: Connection, key: str, *, strict: bool = True) -> int:
     if not strict:
         arrival = conn.info.pop(_ARRIVAL, None)
         return now if arrival is None else int(arrival)
-    held = _held_clocks(conn)
-    if held is not None and key in held:
-        stamp = held[key] = max(held[key] + 1, now)
+    held = _held(conn)
+    if held is not None and key in held.clocks:
+        stamp = held.clocks[key] = max(held.clocks[key] + 1, now)
         return stamp
     stamp = _advance_row(conn, key, now)
-    if held is not None and _holds_from_first_stamp(conn):
-        held[key] = stamp
+    if held is not None and held.from_first_stamp:
+        held.clocks[key] = stamp
     return stamp
+
+
+@dataclass(slots=True)
+class _HeldClocks:
+    """The clocks one transaction counts in memory: last stamp by table key."""
+
+    transaction: Any
+    #: Hold every table's clock from its first stamp (SQLite), not just those locked up front.
+    from_first_stamp: bool
+    clocks: dict[str, int] = field(default_factory=dict)
 
 
 def hold_clocks(conn: Connection, lock: Sequence[str] = ()) -> None:
@@ -80,31 +91,27 @@ def hold_clocks(conn: Connection, lock: Sequence[str] = ()) -> None:
       the clocks of the tables in ``lock`` are held: their rows are locked here, before any
       savepoint (call this right after BEGIN); other tables' stamps take the usual UPDATE.
     """
-    conn.info[_HELD] = (conn.get_transaction(), {}, conn.dialect.name == "sqlite")
-    if lock and conn.dialect.name != "sqlite":
+    sqlite = conn.dialect.name == "sqlite"
+    held = conn.info[_HELD] = _HeldClocks(conn.get_transaction(), from_first_stamp=sqlite)
+    if lock and not sqlite:
         rows = conn.execute(_lock(), {"clock_keys": sorted(lock)})  # sorted: no deadlocks
-        conn.info[_HELD][1].update({key: int(last_ms) for key, last_ms in rows})
+        held.clocks.update({key: int(last_ms) for key, last_ms in rows})
 
 
 def store_clocks(conn: Connection) -> None:
     """Write the held clocks of ``conn``'s transaction back to their rows (before COMMIT)."""
-    held = _held_clocks(conn)
+    held = _held(conn)
     conn.info.pop(_HELD, None)
-    for key, last_ms in (held or {}).items():
+    for key, last_ms in held.clocks.items() if held is not None else ():
         conn.execute(_store(conn.dialect.name), {"clock_key": key, "clock_last": last_ms})
 
 
-def _held_clocks(conn: Connection) -> dict[str, int] | None:
-    held = conn.info.get(_HELD)
-    # Only for the transaction they were taken in: a pooled connection outlives it.
-    if held is None or held[0] is not conn.get_transaction():
+def _held(conn: Connection) -> _HeldClocks | None:
+    held: _HeldClocks | None = conn.info.get(_HELD)
+    # Only in the transaction they were taken in: a pooled connection outlives it.
+    if held is None or held.transaction is not conn.get_transaction():
         return None
-    clocks: dict[str, int] = held[1]
-    return clocks
-
-
-def _holds_from_first_stamp(conn: Connection) -> bool:
-    return bool(conn.info[_HELD][2])
+    return held
 
 
 def _advance_row(conn: Connection, key: str, now: int) -> int:
