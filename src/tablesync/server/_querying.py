@@ -46,8 +46,7 @@ def run_query(
     order_by = _order_by(state, options.order_by)
     keyset = keyset_order(options.order_by)
     page_where = where if options.after is None else [*where, _after(state, options.after, keyset)]
-    page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
-    take = page_size if options.top is None else min(options.top, page_size)
+    take = _page_rows(state, version, options, include_deleted)
     with service.schema.reader.connect() as conn:
         view = service.view(request, state)
         page = functools.partial(
@@ -83,6 +82,22 @@ def _json_columns(
     state: TableState, version: ApiVersion, dialect: Dialect
 ) -> tuple[ColumnElement[Any], ...] | None:
     return page_json.page_columns(state.table, tuple(state.kinds), version, dialect)
+
+
+def _page_rows(
+    state: TableState, version: ApiVersion, options: QueryOptions, include_deleted: bool
+) -> int:
+    """How many rows this page holds at most: the table's page size, or a sync pull's ``$top``.
+
+    A sync pull (deleted rows included, ``$top`` given) gets all the rows it asks for, up to
+    the table's ``max_top`` (``parse_options`` refused more): at 100 rows a page, the cost of
+    each request was most of a pull's (docs/benchmarks.md, "Initial pull"). Plain queries keep
+    the protocol's page size (§4.3).
+    """
+    page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
+    if options.top is None:
+        return page_size
+    return options.top if include_deleted else min(options.top, page_size)
 
 
 def _after(
