@@ -15,7 +15,7 @@ with a bare ``httpx.Client`` (HTTP + server only). Also shown: the bare HTTP fet
 pulled pages (the server's and the network's share of a pull).
 
 Run:  .venv/bin/python bench/client_bench.py [--rows 100000] [--rounds 3] [--memory-rows 1000000]
-      [--pull-only] [--push-only] [--page-size 100]
+      [--pull-only] [--push-only] [--page-size N (default: the client's and server's own)]
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def encoding_headers(args: argparse.Namespace) -> dict[str, str]:
 
 
 def make_client(
-    url: str, store_path: Path, page_size: int, headers: dict[str, str] | None = None
+    url: str, store_path: Path, page_size: int | None, headers: dict[str, str] | None = None
 ) -> tuple[Any, RecordingTransport]:
     from tablesync import Client, SQLiteStore
 
@@ -241,7 +241,8 @@ def measure_local_writes(args: argparse.Namespace, work: Path, res: Results) -> 
 def measure_memory(args: argparse.Namespace, url: str, work: Path, res: Results) -> None:
     """Pull ``--memory-rows`` rows in a child process and read its peak RSS."""
     argv = [sys.executable, __file__, "--child-pull", url, "--child-store", str(work / "big.db")]
-    argv += ["--page-size", str(args.page_size)]
+    if args.page_size:
+        argv += ["--page-size", str(args.page_size)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
     line = next((x for x in done.stdout.splitlines() if x.startswith("{")), None)
     if done.returncode != 0 or line is None:
@@ -267,7 +268,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_pull(url: str, store: str, page_size: int) -> None:
+def child_pull(url: str, store: str, page_size: int | None) -> None:
     """The child of ``measure_memory``: pull the big table, print rows, seconds and peak RSS."""
     from tablesync import Client, SQLiteStore
 
@@ -360,7 +361,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--push-rounds", type=int, default=1, help="rounds that push (each sends --push-ops)"
     )
-    parser.add_argument("--page-size", type=int, default=100, help="client and server page size")
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=None,
+        help="client and server page size (default: each side's own default)",
+    )
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip")
     parser.add_argument(
         "--pull-only", action="store_true", help="only the initial and incremental pulls"
@@ -390,7 +396,8 @@ def main() -> None:
     print_machine()
     work = Path(tempfile.mkdtemp(prefix="tablesync-client-bench-"))
     encoding = "identity" if args.identity else "gzip"
-    print(f"\nwork directory: {work}; page size {args.page_size}; pages {encoding}\n", flush=True)
+    page_size = args.page_size or "default"
+    print(f"\nwork directory: {work}; page size {page_size}; pages {encoding}\n", flush=True)
     res = Results()
     try:
         with bench_server(args, work) as url:
