@@ -5,6 +5,7 @@ Pure functions over ``httpx.Request`` / ``httpx.Response``; nothing here sends a
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -249,7 +250,7 @@ def parse_page(response: httpx.Response) -> Page:
             status_code=response.status_code,
             body=body,
         )
-    items = [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+    items = _items_with_ids(rows)
     if not isinstance(link, str) or not link.strip():
         link = next_link_header(response.headers.get_list("Link"))
     return Page(
@@ -258,6 +259,16 @@ def parse_page(response: httpx.Response) -> Page:
         next_link=link,
         skipped=len(rows) - len(items),
     )
+
+
+def _items_with_ids(rows: list[Any]) -> list[dict[str, Any]]:
+    """The entries that are objects with a string id (C-level checks for the usual page)."""
+    if set(map(type, rows)) == {dict} and set(map(type, map(_GET_ID, rows))) == {str}:
+        return rows
+    return [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+
+
+_GET_ID = operator.methodcaller("get", "id")
 
 
 def next_link_header(values: Sequence[str]) -> str | None:
