@@ -273,7 +273,7 @@ class Client(BaseClient):
                     if ahead is not None:
                         raise RuntimeError("a flow prefetched a second request before the first")
                     pool = pool or ThreadPoolExecutor(1, thread_name_prefix="tablesync-prefetch")
-                    ahead = step.request, pool.submit(self._send, step.request)
+                    ahead = step.request, pool.submit(self._fetch_ahead, step)
                     step = next(flow)
                     continue
                 try:
@@ -294,6 +294,13 @@ class Client(BaseClient):
             if pool is not None:
                 # Not waiting: an interrupted pull returns now; the thread ends with its request.
                 pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch_ahead(self, step: Prefetch) -> httpx.Response:
+        """Send a prefetched request and run its ``prepare`` (on the fetching thread)."""
+        response = self._send(step.request)
+        if step.prepare is not None:
+            step.prepare(response)
+        return response
 
     def _run_exclusive(self, flow: Flow[T]) -> T:
         """Drive a push or pull flow, one at a time per client."""

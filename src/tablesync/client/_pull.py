@@ -24,7 +24,7 @@ from ..protocol.dates import EPOCH, truncate_millis
 from ._conflicts import SyncHandler
 from ._context import PageApplied, delta_token_key
 from ._flows import Flow, Prefetch, push_flow
-from ._http import Page, RequestBuilder, check_table_name, parse_page
+from ._http import Page, RequestBuilder, check_table_name, decode_ahead, parse_page
 from ._paging import PageCursor, QueryParams, include_deleted_param, query_params
 from ._progress import ProgressCallback, SyncPhase, SyncProgress, report
 from ._results import PullResult, PushResult
@@ -185,7 +185,7 @@ def _full_pull(
         cursor.advance(page)
         request = cursor.request()
         if request is not None:
-            yield Prefetch(request)  # the next page travels while this one is stored
+            yield Prefetch(request, decode_ahead)  # the next page travels while this is stored
         _apply(context, spec, page, tally, progress)
 
 
@@ -229,7 +229,7 @@ def _incremental_pull(
         # stored. Its token is committed with the page that earned it, so a failure of the
         # next fetch (thrown in at its ``yield``) comes after this page is safely stored.
         request = page_request()
-        yield Prefetch(request)
+        yield Prefetch(request, decode_ahead)
         _apply(context, spec, page, tally, progress, (key, cursor.token()))
 
 
