@@ -137,7 +137,10 @@ def decode_body(response: httpx.Response) -> Any:
     """The JSON body, the text when it is not JSON, or ``None`` when empty."""
     if not response.content:
         return None
-    decoded = _DECODED.get(response, _NOT_DECODED)
+    # Handed out once: the entry would otherwise keep a page alive for as long as its response
+    # lives, and responses (in reference cycles) wait for the cyclic GC (a 1M-row pull peaked
+    # at 134 MB instead of 45 MB). A second call decodes again.
+    decoded = _DECODED.pop(response, _NOT_DECODED)
     if decoded is not _NOT_DECODED:
         return decoded
     try:
