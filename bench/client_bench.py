@@ -15,7 +15,7 @@ with a bare ``httpx.Client`` (HTTP + server only). Also shown: the bare HTTP fet
 pulled pages (the server's and the network's share of a pull).
 
 Run:  .venv/bin/python bench/client_bench.py [--rows 100000] [--rounds 3] [--memory-rows 1000000]
-      [--pull-only] [--push-only] [--page-size 100]
+      [--pull-only] [--push-only] [--page-size N (default: the client's and server's own)]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import contextlib
 import json
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,6 @@ from _common import (
 from _seed import TABLE, config_toml, seed_tablesync, user_values
 
 BIG_TABLE = "benchbig"
-PORT = 18_480
 
 
 class RecordingTransport(httpx.BaseTransport):
@@ -108,7 +108,7 @@ def encoding_headers(args: argparse.Namespace) -> dict[str, str]:
 
 
 def make_client(
-    url: str, store_path: Path, page_size: int, headers: dict[str, str] | None = None
+    url: str, store_path: Path, page_size: int | None, headers: dict[str, str] | None = None
 ) -> tuple[Any, RecordingTransport]:
     from tablesync import Client, SQLiteStore
 
@@ -134,10 +134,15 @@ def measure_initial_pull(args: argparse.Namespace, url: str, work: Path, res: Re
     store_path = work / f"store-{uuid.uuid4().hex[:8]}.db"
     client, transport = make_client(url, store_path, args.page_size, encoding_headers(args))
     table = client.sync_table(TABLE)
+    server_cpu = group_cpu_seconds(args.server_pgid)
     _, seconds = timed(lambda: table.pull(query_id="all"))
+    server_s = group_cpu_seconds(args.server_pgid) - server_cpu
     # Rows, not items received: an incremental pull re-reads each page's boundary row.
     rows = table.count()
     rate = res.add("initial pull", rows, seconds)
+    client_us, server_us = seconds[1] * 1e6 / max(rows, 1), server_s * 1e6 / max(rows, 1)
+    res.rates.setdefault("initial pull: client CPU µs/row", []).append(client_us)
+    res.rates.setdefault("initial pull: server CPU µs/row", []).append(server_us)
     limit_conn = _limits.connect(work / f"limit-{uuid.uuid4().hex[:8]}.db")
     limit = res.add("initial pull (limit)", rows, _limits.apply_pages(limit_conn, transport.pages))
     # The same Accept-Encoding as the client: a gzipped page costs the server far more.
@@ -146,7 +151,8 @@ def measure_initial_pull(args: argparse.Namespace, url: str, work: Path, res: Re
         _, fetch_s = timed(lambda: [http.get(u).content for u in transport.urls])
     fetch = res.add("initial pull (HTTP fetch only)", rows, fetch_s)
     print(
-        f"initial pull: {rows} rows in {seconds[0]:.1f} s = {rate:,.0f} rows/s; "
+        f"initial pull: {rows} rows in {seconds[0]:.1f} s = {rate:,.0f} rows/s "
+        f"(CPU per row: client {client_us:.1f} µs, server {server_us:.1f} µs); "
         f"limit {limit:,.0f} rows/s; bare HTTP fetch of the pages {fetch:,.0f} rows/s",
         flush=True,
     )
@@ -235,7 +241,8 @@ def measure_local_writes(args: argparse.Namespace, work: Path, res: Results) -> 
 def measure_memory(args: argparse.Namespace, url: str, work: Path, res: Results) -> None:
     """Pull ``--memory-rows`` rows in a child process and read its peak RSS."""
     argv = [sys.executable, __file__, "--child-pull", url, "--child-store", str(work / "big.db")]
-    argv += ["--page-size", str(args.page_size)]
+    if args.page_size:
+        argv += ["--page-size", str(args.page_size)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
     line = next((x for x in done.stdout.splitlines() if x.startswith("{")), None)
     if done.returncode != 0 or line is None:
@@ -261,7 +268,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_pull(url: str, store: str, page_size: int) -> None:
+def child_pull(url: str, store: str, page_size: int | None) -> None:
     """The child of ``measure_memory``: pull the big table, print rows, seconds and peak RSS."""
     from tablesync import Client, SQLiteStore
 
@@ -304,6 +311,10 @@ def report(res: Results) -> None:
               "limit per CPU-s", "CPU ratio", "target"]  # fmt: skip
     print("\n### Medians\n")
     print(markdown_table(header, rows))
+    for side in ("client", "server"):
+        name = f"initial pull: {side} CPU µs/row"
+        if name in res.rates:
+            print(f"\n- {name}: {res.median(name):.1f}")
     if "push: server CPU ms/op" in res.rates:
         print(f"\n- push: server CPU {res.median('push: server CPU ms/op'):.3f} ms per operation")
     for note in res.notes.values():
@@ -311,6 +322,14 @@ def report(res: Results) -> None:
 
 
 # -- main -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port nobody listens on now: a fixed one met another engineer's benchmark server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @contextlib.contextmanager
@@ -322,10 +341,11 @@ def bench_server(args: argparse.Namespace, work: Path) -> Iterator[str]:
             print(f"seeded {table}: {rows:,} rows in {seconds[0]:.1f} s", flush=True)
     tables = (TABLE, BIG_TABLE) if args.memory_rows else (TABLE,)
     config = config_toml(database, work / "server.toml", tables, page_size=args.page_size)
-    argv = [str(VENV_BIN / "tablesync"), "serve", "--config", str(config), "--port", str(PORT)]
+    port = free_port()
+    argv = [str(VENV_BIN / "tablesync"), "serve", "--config", str(config), "--port", str(port)]
     with started(argv, work / "server.log") as process:
         args.server_pgid = process.pid  # its own session: the group is the server's processes
-        url = f"http://127.0.0.1:{PORT}"
+        url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health", process, work / "server.log")
         yield url
 
@@ -341,7 +361,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--push-rounds", type=int, default=1, help="rounds that push (each sends --push-ops)"
     )
-    parser.add_argument("--page-size", type=int, default=100, help="client and server page size")
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=None,
+        help="client and server page size (default: each side's own default)",
+    )
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="0 to skip")
     parser.add_argument(
         "--pull-only", action="store_true", help="only the initial and incremental pulls"
@@ -371,7 +396,8 @@ def main() -> None:
     print_machine()
     work = Path(tempfile.mkdtemp(prefix="tablesync-client-bench-"))
     encoding = "identity" if args.identity else "gzip"
-    print(f"\nwork directory: {work}; page size {args.page_size}; pages {encoding}\n", flush=True)
+    page_size = args.page_size or "default"
+    print(f"\nwork directory: {work}; page size {page_size}; pages {encoding}\n", flush=True)
     res = Results()
     try:
         with bench_server(args, work) as url:

@@ -69,6 +69,8 @@ class Devices:
 
     def __call__(self, name: str = "device", **kwargs: Any) -> Client:
         store = SQLiteStore(self.tmp_path / f"{name}.db")
+        # Pulls too ask for 3 rows a page (their default, 1,000, would get every row at once).
+        kwargs.setdefault("page_size", 3)
         client = Client(
             "http://testserver", store=store, http=self.http, api_version=self.version, **kwargs
         )
@@ -593,3 +595,25 @@ async def test_a_cancelled_push_leaves_the_rest_queued_and_resumes(
             assert (await client.push()).completed == 2
             assert client.pending_operations == []
             assert len([i async for i in client.table("todoitem").query()]) == 3
+
+
+def test_pulls_ask_for_bigger_pages_than_queries_by_default(http: TestClient, version: str) -> None:
+    sent: list[httpx.Request] = []
+    transport = http._transport  # type: ignore[attr-defined]
+
+    class Recording(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append(request)
+            return transport.handle_request(request)  # type: ignore[no-any-return]
+
+    recording = httpx.Client(transport=Recording(), base_url="http://testserver")
+    with (
+        SQLiteStore(":memory:") as store,
+        Client("http://testserver", store=store, http=recording, api_version=version) as client,
+    ):
+        list(client.table("todoitem").query())
+        client.sync_table("todoitem").pull(query_id="all")
+        client.sync_table("todoitem").pull()
+    tops = [request.url.params.get("$top") for request in sent]
+    query_top, pull_top = ("50", "50") if version == "2.0.0" else ("100", "1000")
+    assert tops == [query_top, pull_top, pull_top]

@@ -68,7 +68,10 @@ def test_every_change_lands_once_over_a_flaky_network(
     ):
         flaky = Flaky(base._transport, seed, rate=0.3)
         http = httpx.Client(transport=flaky)
-        a = Client("http://testserver", store=sa, http=http, api_version=version, retry=policy)
+        # page_size: pulls ask for the server's page, not their default 1,000 (every row at once).
+        a = Client(
+            "http://testserver", store=sa, http=http, api_version=version, retry=policy, page_size=7
+        )
         b = Client("http://testserver", store=sb, http=base, api_version=version)
         todo = a.sync_table("todoitem")
         rng = random.Random(seed)

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 import pytest
 
 from tablesync import AsyncClient, Client, SQLiteStore, StoreError, TransportError
@@ -95,6 +96,28 @@ def test_the_sync_client_fetches_the_next_page_while_storing_one(
         assert result.upserted == ROWS and todo.count() == ROWS
     assert stored == [4, 8, 10]
     assert seen.gets == 4
+
+
+def test_the_sync_client_decodes_the_next_page_on_its_fetching_thread(
+    served: tuple[str, SeenGets], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync.client import _http
+
+    decoded_on: list[str] = []
+
+    def recording_loads(data: bytes | str) -> Any:
+        decoded_on.append(threading.current_thread().name)
+        return orjson.loads(data)
+
+    monkeypatch.setattr(_http, "loads", recording_loads)
+    url, _ = served
+    with SQLiteStore(tmp_path / "c.db") as store, Client(url, store=store, page_size=PAGE) as c:
+        assert c.sync_table("todoitem").pull(query_id="all").upserted == ROWS
+    # The first page is read by the flow; every page after it by the thread that fetched it.
+    assert decoded_on[0] == threading.main_thread().name
+    assert len(decoded_on) == 4 and all(n.startswith("tablesync-prefetch") for n in decoded_on[1:])
+    # Each decoded page was handed out and let go: none is held for its response's lifetime.
+    assert len(_http._DECODED) == 0
 
 
 @pytest.mark.anyio

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tablesync import PullFailedError, Query, SQLiteStore, TransportError, UnsupportedQueryError
 from tablesync.client import SyncHandler, SyncProgress
 from tablesync.client._context import SyncContext
-from tablesync.client._pull import PullSpec, pull_flow
+from tablesync.client._pull import PullSpec, _canonical_and_ordered, pull_flow
 from tablesync.protocol import ApiVersion, parse_datetime
 
 from .conftest import builder, drive, drive_raising, reply
@@ -631,3 +631,23 @@ def test_a_failed_fetch_of_the_next_page_surfaces_after_this_page_is_stored(
     assert len(requests) == 3
     assert local_ids(context) == [f"r{i:03d}" for i in range(6)]
     assert context.get_delta_token("todo", "all") == f"{stamp(6)} r005"
+
+
+_A, _B = "2024-01-02T03:04:05.678Z", "2024-01-02T03:04:05.679Z"
+
+
+@pytest.mark.parametrize(
+    ("texts", "fast"),
+    [
+        pytest.param([_A, _B], True, id="ordered"),
+        pytest.param([_A, _A], True, id="equal"),
+        pytest.param([_B, _A], False, id="out-of-order"),
+        pytest.param([_A, None], False, id="missing"),
+        pytest.param([_A, "2024-01-02T03:04:05.67Z"], False, id="short"),
+        pytest.param([_A, "2024-01-02T03:04:05.678+00:00"], False, id="offset"),
+        pytest.param([f"{_A}\n{_B}"], False, id="two-stamps-in-one-text"),
+        pytest.param([_A, f"{_B}\n"], False, id="trailing-newline"),
+    ],
+)
+def test_only_canonical_ordered_stamps_skip_parsing(texts: list[Any], fast: bool) -> None:
+    assert _canonical_and_ordered(texts) is fast

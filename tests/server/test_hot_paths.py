@@ -7,6 +7,7 @@ its values as anonymous parameters (user columns named like SQLAlchemy's generat
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,82 @@ def test_update_of_columns_named_like_generated_parameters(make_client: MakeClie
     stale = client.patch("/tables/odd/a", json={"text": "x"}, headers={**V3, "If-Match": etag})
     assert stale.status_code == 412
     assert client.get("/tables/odd/a", headers=V3).json()["text"] == "t"
+
+
+# -- pages written by SQLite's JSON functions (_page_json) ------------------------------------
+
+_PLAIN_COLUMNS = {"text": "string", "count": "integer", "done": "boolean", "due": "datetime"}
+_AWKWARD_TEXTS = ['quote " and \\ backslash', "tab\there\nnewline\x01\x1f\x7f", "é ü 東京 🙂", ""]
+
+
+def _fill_plain(client: object) -> None:
+    """Rows of every kind the JSON path takes, nulls and awkward text included."""
+    for i, text in enumerate([*_AWKWARD_TEXTS, None]):
+        item = {"id": f"p{i}", "text": text, "count": [0, -(2**63), 2**63 - 1, None, 7][i]}
+        item |= {"done": [True, False, None, True, False][i]}
+        item["due"] = None if i == 3 else f"2024-0{i + 1}-02T03:04:05.{i:03d}Z"
+        response = client.post("/tables/plain", json=item, headers=V3)  # type: ignore[attr-defined]
+        assert response.status_code == 201, response.text
+    deleted = client.delete("/tables/plain/p4", headers=V3)  # type: ignore[attr-defined]
+    assert deleted.status_code in (200, 204)
+
+
+@pytest.mark.parametrize("version", [ApiVersion.V2, ApiVersion.V3])
+def test_sqlite_json_page_is_byte_identical_to_the_python_page(
+    tmp_path: Path, version: ApiVersion
+) -> None:
+    from starlette.testclient import TestClient
+
+    from tablesync.server import _page_json as page_json
+    from tablesync.server import create_app
+
+    app = create_app(f"sqlite:///{tmp_path / 'json.db'}", [Table("plain", columns=_PLAIN_COLUMNS)])
+    with TestClient(app) as client:
+        _fill_plain(client)
+        state = app.state.tablesync.schema.get("plain")
+        table = state.table
+        columns = page_json.page_columns(
+            table, tuple(state.kinds), version, app.state.tablesync.schema.engine.dialect
+        )
+        assert columns is not None  # the table takes the JSON path
+        with app.state.tablesync.schema.engine.connect() as conn:
+            query = functools.partial(repo.query_rows, conn, state, sa.true(), [], [table.c.id])
+            plain = query(skip=0, limit=10)
+            as_json = query(skip=0, limit=10, columns=columns)
+    assert len(as_json) == 5 and page_json.all_canonical(as_json)
+    expected = dumps(render_rows(state, plain, version))
+    assert dumps(page_json.items_fragment(as_json)) == expected
+    assert page_json.last_item(as_json)["id"] == plain[-1].id
+
+
+def test_tables_with_numbers_or_json_take_the_python_path() -> None:
+    from tablesync.server import _page_json as page_json
+    from tablesync.server._schema import build_table
+
+    dialect = sa.create_engine("sqlite://").dialect
+    for kind in ("number", "json"):
+        table = build_table("t", {"text": "string", "x": kind})
+        assert page_json.page_columns(table, ("text", "x"), ApiVersion.V3, dialect) is None
+    table = build_table("t", _PLAIN_COLUMNS)  # type: ignore[arg-type]
+    assert page_json.page_columns(table, tuple(_PLAIN_COLUMNS), ApiVersion.V3, dialect)
+    postgres = sa.create_engine("postgresql+psycopg://u@h/d").dialect
+    assert page_json.page_columns(table, tuple(_PLAIN_COLUMNS), ApiVersion.V3, postgres) is None
+
+
+def test_a_stored_non_canonical_time_sends_the_page_through_python(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from tablesync.server import create_app
+
+    app = create_app(f"sqlite:///{tmp_path / 'json.db'}", [Table("plain", columns=_PLAIN_COLUMNS)])
+    with TestClient(app) as client:
+        _fill_plain(client)
+        with app.state.tablesync.schema.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE plain SET due = ? WHERE id = 'p1'", ("2024-01-02 03:04:05",)
+            )
+        params = {"$orderby": "id", "__includedeleted": "true"}
+        items = client.get("/tables/plain", params=params, headers=V3).json()["items"]
+        assert items[1]["due"] == "2024-01-02T03:04:05.000Z"
+        assert items[4]["deleted"] is True and items[2]["done"] is None
+        assert [item["text"] for item in items] == [*_AWKWARD_TEXTS, None]

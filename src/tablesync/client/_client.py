@@ -45,6 +45,18 @@ def _retry_policy(retry: RetryPolicy | bool) -> RetryPolicy:
     raise UsageError(f"retry must be a RetryPolicy, True or False, not {retry!r}")
 
 
+def pull_page_size(version: ApiVersion) -> int:
+    """The default rows per page of a pull: v2 as the official v2 clients ask (50); v3 1,000.
+
+    At 100 rows a page, the cost of each request (building, sending and reading it on the
+    client, routing and querying on the server) was most of a pull's (docs/benchmarks.md,
+    "Initial pull"). 1,000 is the largest ``$top`` tablesync's and the Node server accept by
+    default (ASP.NET Datasync servers accept far more); a server that pages below it is still
+    read to the end, one request per page.
+    """
+    return 50 if version is ApiVersion.V2 else 1000
+
+
 class BaseClient:
     """Configuration and sync logic shared by :class:`Client` and ``AsyncClient`` (no I/O)."""
 
@@ -69,6 +81,7 @@ class BaseClient:
         if page_size is not None and (not isinstance(page_size, int) or page_size < 1):
             raise UsageError(f"page_size must be a positive integer, not {page_size!r}")
         self.page_size = page_size or (50 if version is ApiVersion.V2 else 100)
+        self.pull_page_size = page_size or pull_page_size(version)
         self._http_auth = auth if isinstance(auth, httpx.Auth) else None
         if auth is not None and self._http_auth is None and not callable(auth):
             raise UsageError("auth must be an httpx.Auth or a callable returning a token")
@@ -112,7 +125,7 @@ class BaseClient:
     def _sync_flow(
         self, tables: Sequence[str], query_id: str, progress: ProgressCallback | None
     ) -> Flow[list[PullResult]]:
-        specs = [PullSpec(check_table_name(t), None, query_id, self.page_size) for t in tables]
+        specs = [PullSpec(check_table_name(t), None, query_id, self.pull_page_size) for t in tables]
         return sync_flow(self.context, self._builder, self.handler, specs, progress)
 
     def _steps(self, request: httpx.Request) -> SendSteps:
@@ -160,7 +173,8 @@ class Client(BaseClient):
         conflict_handler: a :class:`SyncHandler` (``ServerWins()``, ``ClientWins()``...) or a
             ``(local, server) -> item | None`` resolve function.
         retry: a :class:`RetryPolicy`, ``True`` for the default one, ``False`` for none.
-        page_size: items per page (default 50 for v2, 100 for v3).
+        page_size: items per page of queries (default 50 for v2, 100 for v3) and of pulls
+            (default 50 for v2, 1,000 for v3: see :func:`pull_page_size`).
         headers: extra headers sent with every request.
     """
 
@@ -259,7 +273,7 @@ class Client(BaseClient):
                     if ahead is not None:
                         raise RuntimeError("a flow prefetched a second request before the first")
                     pool = pool or ThreadPoolExecutor(1, thread_name_prefix="tablesync-prefetch")
-                    ahead = step.request, pool.submit(self._send, step.request)
+                    ahead = step.request, pool.submit(self._fetch_ahead, step)
                     step = next(flow)
                     continue
                 try:
@@ -280,6 +294,13 @@ class Client(BaseClient):
             if pool is not None:
                 # Not waiting: an interrupted pull returns now; the thread ends with its request.
                 pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch_ahead(self, step: Prefetch) -> httpx.Response:
+        """Send a prefetched request and run its ``prepare`` (on the fetching thread)."""
+        response = self._send(step.request)
+        if step.prepare is not None:
+            step.prepare(response)
+        return response
 
     def _run_exclusive(self, flow: Flow[T]) -> T:
         """Drive a push or pull flow, one at a time per client."""

@@ -9,12 +9,13 @@ any instant leaves a consistent store behind.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import QueueError, StoreError, UsageError
-from ..protocol import dumps, is_valid_id, loads, new_id, strip_system_properties
+from ..protocol import all_valid_ids, dumps, is_valid_id, loads, new_id, strip_system_properties
 from ._queue import Collapse, collapse
 from ._store import (
     BulkLocalStore,
@@ -435,18 +436,11 @@ class SyncContext:
         Items with a pending local operation are skipped (the local change wins until it is
         pushed); ``deleted: true`` removes the local row; the rest are upserted.
         """
-        # A page that repeats an id (a server paging over moving rows) keeps its last copy.
-        # Page items are dicts already, stored as they are (nothing here changes them).
-        latest = {
-            item["id"]: item if type(item) is dict else dict(item)
-            for item in items
-            if _is_pulled_item(item)
-        }
+        latest = _pulled_by_id(items)
         with self.store.atomic():
             pending = self._pending_ids(table, list(latest))
             fresh = [item for item in latest.values() if item["id"] not in pending]
-            gone = [item["id"] for item in fresh if item.get("deleted") is True]
-            kept = [item for item in fresh if item.get("deleted") is not True]
+            gone, kept = _split_deleted(fresh)
             self.store.delete_items(table, gone)
             self.store.upsert_items(table, kept)
             if delta_token is not None:
@@ -548,6 +542,37 @@ def _normalised(data: dict[str, Any]) -> dict[str, Any]:
 
 def _stamps(server_item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: server_item[name] for name in _SERVER_STAMPS if name in server_item}
+
+
+def _split_deleted(items: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The ids of the items with ``deleted: true``, and the other items."""
+    flags = list(map(_GET_DELETED, items))
+    if set(map(type, flags)) <= {bool, type(None)} and True not in flags:
+        return [], items  # no tombstone (``in`` compares by ==: only bools and None here)
+    gone = [item["id"] for item, flag in zip(items, flags, strict=True) if flag is True]
+    kept = [item for item, flag in zip(items, flags, strict=True) if flag is not True]
+    return gone, kept
+
+
+_GET_ID = operator.methodcaller("get", "id")
+_GET_DELETED = operator.methodcaller("get", "deleted")
+
+
+def _pulled_by_id(items: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The page's usable items by id.
+
+    A page that repeats an id (a server paging over moving rows) keeps its last copy. Page
+    items are dicts already, stored as they are (nothing here changes them).
+    """
+    if set(map(type, items)) == {dict}:
+        ids = list(map(_GET_ID, items))
+        if all_valid_ids(ids):  # the usual page, checked in a few C-level calls
+            return dict(zip(ids, items, strict=True))
+    return {
+        item["id"]: item if type(item) is dict else dict(item)
+        for item in items
+        if _is_pulled_item(item)
+    }
 
 
 def _is_pulled_item(item: object) -> bool:

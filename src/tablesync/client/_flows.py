@@ -14,7 +14,7 @@ A pull uses this to fetch page N+1 while it stores page N.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,6 +71,10 @@ class Prefetch:
     """
 
     request: httpx.Request
+    prepare: Callable[[httpx.Response], None] | None = None
+    """Work the flow will do on the response anyway, which a driver may run as soon as the
+    response arrives, where it was fetched (``Client``'s thread decodes the next page's JSON
+    there while the flow stores the current page)."""
 
 
 Flow = Generator[httpx.Request | Prefetch, httpx.Response, T]

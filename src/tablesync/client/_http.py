@@ -5,7 +5,10 @@ Pure functions over ``httpx.Request`` / ``httpx.Response``; nothing here sends a
 
 from __future__ import annotations
 
+import contextlib
+import operator
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,10 +137,32 @@ def decode_body(response: httpx.Response) -> Any:
     """The JSON body, the text when it is not JSON, or ``None`` when empty."""
     if not response.content:
         return None
+    # Handed out once: the entry would otherwise keep a page alive for as long as its response
+    # lives, and responses (in reference cycles) wait for the cyclic GC (a 1M-row pull peaked
+    # at 134 MB instead of 45 MB). A second call decodes again.
+    decoded = _DECODED.pop(response, _NOT_DECODED)
+    if decoded is not _NOT_DECODED:
+        return decoded
     try:
         return loads(response.content)
     except ValueError:
         return response.text
+
+
+def decode_ahead(response: httpx.Response) -> None:
+    """Decode a successful response's JSON now, for :func:`decode_body` to hand out later.
+
+    ``Client`` runs it on the thread that fetched the next page, while the pull stores the
+    current one (sqlite3 lets other threads run meanwhile): decoding was a tenth of the
+    client's CPU per pulled row, and it delayed the request for the page after.
+    """
+    if response.is_success and response.content:
+        with contextlib.suppress(ValueError):  # not JSON: decode_body gives the text
+            _DECODED[response] = loads(response.content)
+
+
+_DECODED: weakref.WeakKeyDictionary[httpx.Response, Any] = weakref.WeakKeyDictionary()
+_NOT_DECODED = object()
 
 
 def _etag_version(response: httpx.Response) -> str | None:
@@ -249,7 +274,7 @@ def parse_page(response: httpx.Response) -> Page:
             status_code=response.status_code,
             body=body,
         )
-    items = [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+    items = _items_with_ids(rows)
     if not isinstance(link, str) or not link.strip():
         link = next_link_header(response.headers.get_list("Link"))
     return Page(
@@ -258,6 +283,16 @@ def parse_page(response: httpx.Response) -> Page:
         next_link=link,
         skipped=len(rows) - len(items),
     )
+
+
+def _items_with_ids(rows: list[Any]) -> list[dict[str, Any]]:
+    """The entries that are objects with a string id (C-level checks for the usual page)."""
+    if set(map(type, rows)) == {dict} and set(map(type, map(_GET_ID, rows))) == {str}:
+        return rows
+    return [row for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str)]
+
+
+_GET_ID = operator.methodcaller("get", "id")
 
 
 def next_link_header(values: Sequence[str]) -> str | None:

@@ -15,6 +15,7 @@ corrupt the file or split a transaction.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import os
 import re
 import sqlite3
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .._exceptions import StoreError, UsageError
 from ..odata._sqlite import compile_order_by, compile_where
-from ..protocol import dumps, format_datetime, loads, new_id, parse_datetime
+from ..protocol import dumps, dumps_texts, format_datetime, loads, new_id, parse_datetime
 from ._migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS_TABLE, STORE_MIGRATIONS, record
 from ._store import Operation, OperationError, OperationKind, OperationState
 
@@ -336,7 +337,7 @@ class SQLiteStore:
         return int(rows[0][0])
 
     def upsert_items(self, table: str, items: Iterable[dict[str, Any]]) -> None:
-        rows = [(_item_id(item), _json(item)) for item in items]
+        rows = _item_rows(items)
         if rows:
             name = self._ensure_table(table_key(table))
             self._execute_many(
@@ -347,7 +348,7 @@ class SQLiteStore:
 
     def insert_items(self, table: str, items: Iterable[dict[str, Any]]) -> None:
         """Insert new items; raises ``StoreError`` (and inserts none) if an id exists."""
-        rows = [(_item_id(item), _json(item)) for item in items]
+        rows = _item_rows(items)
         if rows:
             name = self._ensure_table(table_key(table))
             self._execute_many(f"INSERT INTO {name} (id, data) VALUES (?, ?)", rows)
@@ -530,6 +531,23 @@ class SQLiteStore:
 
 
 # -- rows <-> values -------------------------------------------------------------------------
+def _item_rows(items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(id, JSON text)`` of each item; ``StoreError`` for an item without a usable id.
+
+    The ids of a list of dicts are checked at once (C-level calls): per item, the check cost
+    a pulled row as much as its JSON encoding.
+    """
+    items = list(items)
+    if set(map(type, items)) == {dict}:
+        ids: list[Any] = list(map(_GET_ID, items))
+        if set(map(type, ids)) == {str} and "" not in ids:
+            return list(zip(ids, dumps_texts(items), strict=True))
+    return [(_item_id(item), _json(item)) for item in items]
+
+
+_GET_ID = operator.methodcaller("get", "id")
+
+
 def _item_id(item: dict[str, Any]) -> str:
     item_id = item.get("id") if isinstance(item, dict) else None
     if not isinstance(item_id, str) or not item_id:

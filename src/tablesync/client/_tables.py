@@ -275,7 +275,9 @@ class _SyncTableBase(Generic[C]):
         page_size: int | None,
         progress: ProgressCallback | None,
     ) -> Flow[PullResult]:
-        spec = PullSpec(self.name, as_query(query), query_id, page_size or self._client.page_size)
+        spec = PullSpec(
+            self.name, as_query(query), query_id, page_size or self._client.pull_page_size
+        )
         client = self._client
         return pull_flow(client.context, client._builder, client.handler, spec, progress)
 

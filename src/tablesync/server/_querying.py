@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
 from ..odata.ast import Expr, Member, OrderBy
 from ..protocol import ApiVersion, dumps, parse_datetime, to_millis
+from . import _page_json as page_json
 from . import _repository as repo
 from ._errors import BadRequest, NotFound
 from ._items import render_rows, stamp_datetime
@@ -42,13 +46,16 @@ def run_query(
     order_by = _order_by(state, options.order_by)
     keyset = keyset_order(options.order_by)
     page_where = where if options.after is None else [*where, _after(state, options.after, keyset)]
-    page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
-    take = page_size if options.top is None else min(options.top, page_size)
+    take = _page_rows(state, version, options, include_deleted)
     with service.schema.reader.connect() as conn:
         view = service.view(request, state)
-        rows = repo.query_rows(
-            conn, state, view, page_where, order_by, skip=options.skip, limit=take + 1
+        page = functools.partial(
+            repo.query_rows, conn, state, view, page_where, order_by, skip=options.skip
         )
+        json_columns = None if select else _json_columns(state, version, conn.dialect)
+        rows = page(limit=take + 1, columns=json_columns)
+        if json_columns is not None and not page_json.all_canonical(rows):
+            json_columns, rows = None, page(limit=take + 1)  # render_rows reformats the times
         # The count ignores paging, the keyset position included (protocol.md §4.4).
         count = repo.count_rows(conn, state, view, where) if options.count else None
     more = len(rows) > take
@@ -56,10 +63,41 @@ def run_query(
     following = next_page(options, len(rows), more)
     link = None
     if following is not None:
-        after = _last_position(rows[-1]) if keyset is not None and rows else None
+        after = None
+        if keyset is not None and rows:
+            last = page_json.last_item(rows) if json_columns else rows[-1]._mapping
+            after = _last_position(last)
         link = link_url(request, options, *following, path_only=path_only, after=after)
-    items = render_rows(state, rows, version, select)
+    if json_columns is not None:
+        items: Items = page_json.items_fragment(rows)
+    else:
+        items = render_rows(state, rows, version, select)
     return _page_reply(items, count, link, version, options)
+
+
+Items = list[dict[str, Any]] | orjson.Fragment
+
+
+def _json_columns(
+    state: TableState, version: ApiVersion, dialect: Dialect
+) -> tuple[ColumnElement[Any], ...] | None:
+    return page_json.page_columns(state.table, tuple(state.kinds), version, dialect)
+
+
+def _page_rows(
+    state: TableState, version: ApiVersion, options: QueryOptions, include_deleted: bool
+) -> int:
+    """How many rows this page holds at most: the table's page size, or a sync pull's ``$top``.
+
+    A sync pull (deleted rows included, ``$top`` given) gets all the rows it asks for, up to
+    the table's ``max_top`` (``parse_options`` refused more): at 100 rows a page, the cost of
+    each request was most of a pull's (docs/benchmarks.md, "Initial pull"). Plain queries keep
+    the protocol's page size (§4.3).
+    """
+    page_size = state.config.page_size or (50 if version is ApiVersion.V2 else 100)
+    if options.top is None:
+        return page_size
+    return options.top if include_deleted else min(options.top, page_size)
 
 
 def _after(
@@ -77,15 +115,14 @@ def _after(
     return sa.and_(from_stamp, sa.or_(past_stamp, past_id))
 
 
-def _last_position(row: Any) -> Keyset:
-    values = row._mapping
-    updated = values["updatedAt"]  # stored text on SQLite (see repo.query_rows)
+def _last_position(values: Mapping[Any, Any]) -> Keyset:
+    updated = values["updatedAt"]  # wire or stored text on SQLite (see repo.query_rows)
     stamp = parse_datetime(updated) if isinstance(updated, str) else updated
     return Keyset(to_millis(stamp), str(values["id"]))
 
 
 def _page_reply(
-    items: list[dict[str, Any]],
+    items: Items,
     count: int | None,
     link: str | None,
     version: ApiVersion,

@@ -129,15 +129,17 @@ def query_rows(
     *,
     skip: int,
     limit: int,
+    columns: Sequence[ColumnElement[Any]] | None = None,
 ) -> list[sa.Row[Any]]:
     """One page of rows matching ``where`` inside the view, as tuples in ``table.c`` order.
 
     Plain rows, not mappings: the page renderer reads them by position (see ``_items``). On
     SQLite and PostgreSQL, timestamps come back as wire text (SQLite's stored text, PostgreSQL's
     ``to_char``): parsing them into datetimes to format them back cost more than the rest of
-    the row.
+    the row. ``columns`` selects something else for each row (``_page_json``).
     """
-    columns = _page_columns(state.table, conn.dialect.name)
+    if columns is None:
+        columns = _page_columns(state.table, conn.dialect.name)
     stmt = sa.select(*columns).where(view, *where).order_by(*order_by).offset(skip).limit(limit)
     return list(conn.execute(stmt).all())
 

@@ -42,6 +42,18 @@ def test_v3_following_next_links_yields_every_row_once(server: Any) -> None:
     assert ids(rows) == _all_ids(server)
 
 
+@pytest.mark.parametrize("version", ["2", "3"])
+def test_a_sync_pull_gets_its_whole_top_in_one_page(server: Any, version: str) -> None:
+    # Deleted rows included and $top given: a pull's page, not capped at the page size.
+    query = "$top=200&$orderby=updatedAt,id&__includedeleted=true"
+    response = call(server.http, "GET", f"/tables/movies?{query}", version)
+    assert len(page_items(version, response)) == 200
+    rest = call(server.http, "GET", f"/tables/movies?{query}&$skip=200", version)
+    assert len(page_items(version, rest)) == len(server.movies) - 200
+    plain = call(server.http, "GET", "/tables/movies?$top=200&$orderby=updatedAt,id", version)
+    assert len(page_items(version, plain)) == (50 if version == "2" else 100)
+
+
 def test_v3_top_125_gives_100_and_a_link_for_the_remaining_25(server: Any) -> None:
     response = call(server.http, "GET", "/tables/movies?$top=125", "3")
     link = response.json()["nextLink"]
