@@ -44,11 +44,16 @@ CATALOGUE = Table(
 LOCKED = Table("locked", columns={"title": "string"}, access=Access(delete="nobody"))
 
 
+#: Lifetime of the suite's valid tokens. Many are made when pytest collects the tests (in
+#: parameter lists), and a full run on a loaded 2-core machine takes longer than 5 minutes.
+SESSION_TOKEN_S = 4 * 3600
+
+
 def token(
     user: str,
     *,
     roles: tuple[str, ...] = (),
-    expires_in: float = 300,
+    expires_in: float = SESSION_TOKEN_S,
     secret: str = SECRET,
     **claims: Any,
 ) -> str:

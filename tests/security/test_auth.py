@@ -35,6 +35,7 @@ from .conftest import (
     LOCKED,
     NOTES,
     SECRET,
+    SESSION_TOKEN_S,
     V3,
     auth,
     serve,
@@ -57,7 +58,7 @@ def _raw(payload: dict[str, Any], key: Any = SECRET, algorithm: str = "HS256") -
 
 def _claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 300}
+    claims = {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": now + SESSION_TOKEN_S}
     claims.update(overrides)
     return {key: value for key, value in claims.items() if value is not None}
 
