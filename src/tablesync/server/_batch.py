@@ -13,6 +13,7 @@ docs/protocol-extensions.md, "Batch push".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class BatchEndpoint:
         results: list[bytes] = []
         batch = self.service.batch()
         try:
+            batch.expect_keys(_keys(planned))
             for op in planned:
                 reply, stop = self._run_one(op, batch)
                 results.append(_encode(reply))
@@ -178,6 +180,20 @@ class BatchEndpoint:
             idempotency_key=idempotency_key(op.request),
         )
         return write_action(self.service, method, op.item_id)(write, batch)
+
+
+def _keys(planned: list[_Planned]) -> list[tuple[str, str]]:
+    """The valid (scoped key, table) pairs of the operations.
+
+    An invalid key is left out: it is its operation's own 400, answered when that one runs.
+    """
+    keys: list[tuple[str, str]] = []
+    for op in planned:
+        with contextlib.suppress(BadRequest):
+            key = idempotency_key(op.request)
+            if key is not None:
+                keys.append((key, op.key))
+    return keys
 
 
 def _shared(request: Request) -> _Shared:

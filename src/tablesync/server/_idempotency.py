@@ -23,6 +23,8 @@ from ._schema import IDEMPOTENCY
 
 MAX_KEY_LENGTH = 255
 _PURGE_INTERVAL_MS = 60_000
+#: Keys looked up per query (SQLite's bound-parameter limit is far above).
+_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,83 @@ def record(conn: Connection, key: str, table_key: str, response: StoredResponse)
     conn.execute(_record_statement(), params)
 
 
+class BatchKeys:
+    """The idempotency keys of one ``$batch`` transaction: one statement per write, not two.
+
+    On SQLite the batch's transaction holds the database's only write lock from its BEGIN
+    (``IMMEDIATE``), so no other request can record a key while it runs. One query up front
+    (:meth:`expect`) finds which of the batch's keys have no record; a write with such a key
+    needs no placeholder claim, and its record is inserted whole after the write. Every other
+    key (recorded before, repeated in the batch, or on another database, where other writers
+    run concurrently) takes the usual claim and record. After a commit in the middle of the
+    batch (a schema change) other writers may have run, so nothing is assumed any more.
+    """
+
+    def __init__(self) -> None:
+        self._fresh: set[tuple[str, str]] = set()
+        self._unclaimed: set[tuple[str, str]] = set()
+
+    def expect(self, conn: Connection, keys: list[tuple[str, str]]) -> None:
+        """Learn, in one query, which of ``keys`` (key, table) have no record.
+
+        ``conn`` is the batch's, in its transaction; on other databases than SQLite nothing
+        is learnt (every key then takes the usual claim).
+        """
+        if conn.dialect.name != "sqlite" or not keys:
+            return
+        recorded: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = list({key for key, _ in keys[start : start + _LOOKUP_CHUNK]})
+            rows = conn.execute(_recorded_statement(), {"idem_keys": chunk})
+            recorded.update((row.key, row.table_name) for row in rows)
+        self._fresh = set(keys) - recorded
+
+    def forget(self) -> None:
+        """The transaction ended: what :meth:`expect` learnt no longer holds."""
+        self._fresh.clear()
+        self._unclaimed.clear()
+
+    def claim(
+        self, conn: Connection, key: str, table_key: str, fingerprint: str
+    ) -> StoredResponse | None:
+        """:func:`claim`, without a statement for a key known to have no record."""
+        pair = (key, table_key)
+        if pair in self._fresh:
+            self._fresh.discard(pair)  # a second use in the batch takes the usual claim
+            self._unclaimed.add(pair)
+            return None
+        self._unclaimed.discard(pair)
+        return claim(conn, key, table_key, fingerprint)
+
+    def record(self, conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
+        """:func:`record`; an unclaimed key's record is inserted whole."""
+        pair = (key, table_key)
+        if pair not in self._unclaimed:
+            record(conn, key, table_key, response)
+            return
+        self._unclaimed.discard(pair)
+        row = {"key": key, "table_name": table_key, "fingerprint": response.fingerprint,
+               "status": response.status, "body": response.body, "etag": response.etag,
+               "created_ms": now_ms()}  # fmt: skip
+        conn.execute(_insert_statement(), row)
+
+
+class SingleKeys:
+    """The idempotency keys of a request on its own: :func:`claim` and :func:`record`."""
+
+    @staticmethod
+    def claim(
+        conn: Connection, key: str, table_key: str, fingerprint: str
+    ) -> StoredResponse | None:
+        """:func:`claim`."""
+        return claim(conn, key, table_key, fingerprint)
+
+    @staticmethod
+    def record(conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
+        """:func:`record`."""
+        record(conn, key, table_key, response)
+
+
 # The statements are built once, with bound parameters: building them per write (values
 # inline) cost more SQLAlchemy construction and cache-key work than running them.
 
@@ -132,6 +211,18 @@ def _record_statement() -> sa.Update:
             etag=sa.bindparam("idem_etag", type_=t.c.etag.type),
         )
     )
+
+
+@functools.cache
+def _recorded_statement() -> sa.Select[Any]:
+    t = IDEMPOTENCY
+    keys = sa.bindparam("idem_keys", expanding=True, type_=t.c.key.type)
+    return sa.select(t.c.key, t.c.table_name).where(t.c.key.in_(keys))
+
+
+@functools.cache
+def _insert_statement() -> sa.Insert:
+    return IDEMPOTENCY.insert()
 
 
 class Expiry:
