@@ -563,3 +563,13 @@ def test_a_key_repeated_across_a_commit_in_the_middle_of_a_batch_replays(
     results = _batch(client, ops).json()["results"]
     assert [r["status"] for r in results] == [201, 201, 422]
     assert results[1]["headers"]["Idempotent-Replayed"] == "true"
+
+
+def test_locations_in_a_batch_name_the_host_it_was_sent_to(client: Any) -> None:
+    ops = [_op("POST", body={"id": f"l{n}"}) for n in range(3)]
+    headers = {**V3, "Host": "sync.example.org:8443"}
+    results = _batch(client, ops, headers=headers).json()["results"]
+    single = client.post("/tables/todo", json={"id": "l9"}, headers=headers)
+    assert single.headers["Location"] == "http://sync.example.org:8443/tables/todo/l9"
+    locations = [r["headers"]["Location"] for r in results]
+    assert locations == [f"http://sync.example.org:8443/tables/todo/l{n}" for n in range(3)]

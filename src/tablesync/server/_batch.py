@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..protocol import dumps
 from ._endpoints import Endpoints
 from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
+from ._paging import origin
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
 from ._service import WriteBatch, WriteRequest
@@ -198,6 +199,7 @@ def _keys(planned: list[_Planned]) -> list[tuple[str, str]]:
 
 def _shared(request: Request) -> _Shared:
     """The batch request's headers (less each operation's own) and its path prefixes."""
+    origin(request)  # kept in the scope, which every operation's request copies
     headers = [
         (name, value)
         for name, value in request.scope["headers"]
