@@ -519,8 +519,9 @@ def test_a_batch_with_new_keys_records_each_in_one_statement_on_sqlite(client: A
     seen = _idempotency_statements(client)
     assert [r["status"] for r in _batch(client, ops).json()["results"]] == [201] * 10
     if client.app.state.tablesync.schema.engine.dialect.name == "sqlite":
-        # One lookup of all the keys (the batch holds SQLite's write lock), one INSERT each.
-        assert seen == ["SELECT"] + ["INSERT"] * 10
+        # One lookup of all the keys (the batch holds SQLite's write lock), and one INSERT
+        # (executemany) of their records just before the commit.
+        assert seen == ["SELECT", "INSERT"]
     else:
         # Other writers run concurrently: each key is claimed, then its response recorded.
         assert seen == ["INSERT", "UPDATE"] * 10
@@ -573,3 +574,24 @@ def test_locations_in_a_batch_name_the_host_it_was_sent_to(client: Any) -> None:
     assert single.headers["Location"] == "http://sync.example.org:8443/tables/todo/l9"
     locations = [r["headers"]["Location"] for r in results]
     assert locations == [f"http://sync.example.org:8443/tables/todo/l{n}" for n in range(3)]
+
+
+def test_a_write_undone_by_its_hook_keeps_no_record_of_its_key(make_client: MakeClient) -> None:
+    from tablesync.server._errors import BadRequest
+
+    refusals = ["once"]
+
+    def before(_request: Any, _event: Any) -> None:
+        if refusals:
+            refusals.pop()
+            raise BadRequest("not this time")
+
+    client = make_client([Table("todo", columns=TODO_COLUMNS, before_commit=before)])
+    op = _op("POST", body={"id": "r1", "text": "a"}, **{"Idempotency-Key": "r-1"})
+    results = _batch(client, [op, op]).json()["results"]
+    # The first was rolled back after its response was made: the second is no replay of it.
+    assert [r["status"] for r in results] == [400, 201]
+    assert "Idempotent-Replayed" not in results[1]["headers"]
+    assert [row["id"] for row in _rows(client)] == ["r1"]
+    again = _batch(client, [op]).json()["results"]
+    assert again[0]["status"] == 201 and again[0]["headers"]["Idempotent-Replayed"] == "true"

@@ -8,8 +8,10 @@ rejected request wrote nothing, so its retry is simply evaluated again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,20 +99,24 @@ def record(conn: Connection, key: str, table_key: str, response: StoredResponse)
 
 
 class BatchKeys:
-    """The idempotency keys of one ``$batch`` transaction: one statement per write, not two.
+    """The idempotency keys of one ``$batch`` transaction: no statement per write, one per batch.
 
     On SQLite the batch's transaction holds the database's only write lock from its BEGIN
     (``IMMEDIATE``), so no other request can record a key while it runs. One query up front
     (:meth:`expect`) finds which of the batch's keys have no record; a write with such a key
-    needs no placeholder claim, and its record is inserted whole after the write. Every other
-    key (recorded before, repeated in the batch, or on another database, where other writers
-    run concurrently) takes the usual claim and record. After a commit in the middle of the
-    batch (a schema change) other writers may have run, so nothing is assumed any more.
+    needs no placeholder claim, and its record is kept until the batch commits, when
+    :meth:`flush` inserts all of them in one statement. A key used again in the same batch
+    is answered from its kept record, exactly as from a stored one. Every other key
+    (recorded before, or on another database, where other writers run concurrently) takes
+    the usual claim and record. After a commit in the middle of the batch (a schema change)
+    other writers may have run, so nothing is assumed any more.
     """
 
     def __init__(self) -> None:
         self._fresh: set[tuple[str, str]] = set()
         self._unclaimed: set[tuple[str, str]] = set()
+        self._kept: dict[tuple[str, str], dict[str, Any]] = {}
+        self._writing: tuple[str, str] | None = None
 
     def expect(self, conn: Connection, keys: list[tuple[str, str]]) -> None:
         """Learn, in one query, which of ``keys`` (key, table) have no record.
@@ -127,34 +133,61 @@ class BatchKeys:
             recorded.update((row.key, row.table_name) for row in rows)
         self._fresh = set(keys) - recorded
 
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """Around one write of the batch: a write that fails leaves no record behind.
+
+        Its savepoint is rolled back, and so must the record it kept be.
+        """
+        self._writing = None
+        try:
+            yield
+        except BaseException:
+            if self._writing is not None:
+                self._kept.pop(self._writing, None)
+            raise
+        finally:
+            self._writing = None
+
+    def flush(self, conn: Connection) -> None:
+        """Insert the kept records, in ``conn``'s transaction, just before it commits."""
+        rows, self._kept = list(self._kept.values()), {}
+        if rows:
+            conn.execute(_insert_statement(), rows)
+
     def forget(self) -> None:
         """The transaction ended: what :meth:`expect` learnt no longer holds."""
         self._fresh.clear()
         self._unclaimed.clear()
+        self._kept.clear()
 
     def claim(
         self, conn: Connection, key: str, table_key: str, fingerprint: str
     ) -> StoredResponse | None:
         """:func:`claim`, without a statement for a key known to have no record."""
         pair = (key, table_key)
+        kept = self._kept.get(pair)
+        if kept is not None:
+            return StoredResponse(kept["fingerprint"], kept["status"], kept["body"], kept["etag"])
         if pair in self._fresh:
-            self._fresh.discard(pair)  # a second use in the batch takes the usual claim
+            self._fresh.discard(pair)
             self._unclaimed.add(pair)
             return None
         self._unclaimed.discard(pair)
         return claim(conn, key, table_key, fingerprint)
 
     def record(self, conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
-        """:func:`record`; an unclaimed key's record is inserted whole."""
+        """:func:`record`; an unclaimed key's record is kept for :meth:`flush`."""
         pair = (key, table_key)
         if pair not in self._unclaimed:
             record(conn, key, table_key, response)
             return
         self._unclaimed.discard(pair)
-        row = {"key": key, "table_name": table_key, "fingerprint": response.fingerprint,
-               "status": response.status, "body": response.body, "etag": response.etag,
-               "created_ms": now_ms()}  # fmt: skip
-        conn.execute(_insert_statement(), row)
+        self._writing = pair
+        self._kept[pair] = {"key": key, "table_name": table_key,
+                            "fingerprint": response.fingerprint, "status": response.status,
+                            "body": response.body, "etag": response.etag,
+                            "created_ms": now_ms()}  # fmt: skip
 
 
 class SingleKeys:

@@ -126,10 +126,11 @@ class WriteBatch:
 
     def commit(self) -> None:
         """Commit the writes so far, then run their ``after_commit`` hooks in order."""
-        self.keys.forget()
         if self._tx is not None:
             tx, self._tx = self._tx, None
             try:
+                if self._conn is not None:
+                    self.keys.flush(self._conn)
                 tx.commit()
             except BaseException:
                 # A failed COMMIT can leave the database's transaction open (SQLite busy)
@@ -138,6 +139,8 @@ class WriteBatch:
                 if self._conn is not None:
                     self._conn.invalidate()
                 raise
+            finally:
+                self.keys.forget()
         hooks, self._after = self._after, []
         for hook in hooks:
             hook()
@@ -258,8 +261,11 @@ class TableService:
                 _run_after_commit(state.config.after_commit, req.request, event)
             return reply
         conn = batch.connection()
-        savepoint = _Savepoint(conn)
-        reply, event = self._transact(conn, savepoint, batch.keys, req, state, operation, action)
+        with batch.keys.write():
+            savepoint = _Savepoint(conn)
+            reply, event = self._transact(
+                conn, savepoint, batch.keys, req, state, operation, action
+            )
         hook = state.config.after_commit
         if event is not None and hook is not None:
             batch.after_commit(lambda: _run_after_commit(hook, req.request, event))
