@@ -12,7 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tablesync import AsyncClient, Client, PushFailedError, SQLiteStore
+from tablesync import AsyncClient, Client, PushFailedError, SQLiteStore, StoreError
 from tablesync.client import ClientWins, PushStatus, ServerWins, SyncHandler
 from tablesync.client._context import SyncContext
 from tablesync.client._flows import push_flow
@@ -371,3 +371,75 @@ def test_a_batch_too_large_halves_the_batch_size(context: SyncContext) -> None:
     driven, b = _scripted(context, respond, limit=6)
     assert driven.result.completed == 6 and b.batch_limit == 3
     assert [is_batch(r) for r in driven.requests] == [True] + [False] * 6
+
+
+def _store_statements(store: SQLiteStore) -> list[str]:
+    """Every SQL statement the store's connection runs from now on."""
+    seen: list[str] = []
+    store._connection().set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_batch_is_marked_and_recorded_in_one_store_transaction_each(
+    context: SyncContext, store: SQLiteStore
+) -> None:
+    for n in range(20):
+        context.insert("todo", {"id": f"c{n}"})
+    statements = _store_statements(store)
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        ops = json.loads(request.content)["operations"]
+        return reply(request, 200, {"results": [_created(request, op["body"]) for op in ops]})
+
+    driven, _ = _scripted(context, respond)
+    assert driven.result.completed == 20 and context.pending_operations() == []
+    # Not two commits per operation: per batch of 10, one marks it and one records its
+    # results; the last clears the push's errors.
+    assert statements.count("COMMIT") == 2 * 2 + 1
+
+
+def test_no_store_transaction_is_open_while_an_operation_goes_alone(
+    context: SyncContext, store: SQLiteStore, tmp_path: Path
+) -> None:
+    for n in range(3):
+        context.insert("todo", {"id": f"a{n}"})
+    seen_pending: list[list[str]] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if not is_batch(request):
+            # What another connection sees: the results recorded so far are committed.
+            assert not store._connection().in_transaction
+            other = SQLiteStore(tmp_path / "client.db")
+            seen_pending.append([op.item_id for op in SyncContext(other).pending_operations()])
+            other.close()
+            return _single_ok(request)
+        ops = json.loads(request.content)["operations"]
+        results = [_created(request, ops[0]["body"]), {"status": 503, "headers": {}}]
+        return reply(request, 200, {"results": results})
+
+    driven, _ = _scripted(context, respond)
+    assert driven.result.completed == 3
+    assert seen_pending == [["a1", "a2"], ["a2"]]
+
+
+def test_a_store_failure_while_marking_a_batch_leaves_it_untouched_and_unsent(
+    context: SyncContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(4):
+        context.insert("todo", {"id": f"s{n}"})
+    real = context.mark_attempted
+
+    def failing_on_the_third(op: Any, sent: Any = None) -> Any:
+        if op.item_id == "s2":
+            raise StoreError("disk full")
+        return real(op, sent)
+
+    monkeypatch.setattr(context, "mark_attempted", failing_on_the_third)
+    b = builder(ApiVersion.V3)
+    b.batch_limit = 10
+    with pytest.raises(PushFailedError) as failed:
+        drive(push_flow(context, b, SyncHandler()), lambda r: _single_ok(r))
+    assert failed.value.result.status is PushStatus.CANCELLED_BY_STORE_ERROR
+    # The marks of s0 and s1 were undone with the rest: all four wait, as never attempted.
+    states = {op.item_id: op.state.name for op in context.pending_operations()}
+    assert states == {f"s{n}": "PENDING" for n in range(4)}

@@ -494,3 +494,104 @@ def test_a_batch_on_a_dynamic_schema_commits_before_each_schema_change(
     assert [r["status"] for r in results] == [201, 201, 200, 201]
     assert results[2]["body"]["stars"] == 5 and results[3]["body"]["colour"] == "red"
     assert [row["id"] for row in _rows(client, "notes")] == ["n1", "n2", "n3"]
+
+
+def _idempotency_statements(client: Any) -> list[str]:
+    """The SQL of every statement on the idempotency table from now on."""
+    engine = client.app.state.tablesync.schema.engine
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.split()[0]
+        # DELETE: the once-a-minute purge of expired records, whenever it falls due.
+        if "tablesync_idempotency" in statement and verb != "DELETE":
+            seen.append(verb)
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_a_batch_with_new_keys_records_each_in_one_statement_on_sqlite(client: Any) -> None:
+    ops = [
+        _op("POST", body={"id": f"k{n}", "text": str(n)}, **{"Idempotency-Key": f"k-{n}"})
+        for n in range(10)
+    ]
+    seen = _idempotency_statements(client)
+    assert [r["status"] for r in _batch(client, ops).json()["results"]] == [201] * 10
+    if client.app.state.tablesync.schema.engine.dialect.name == "sqlite":
+        # One lookup of all the keys (the batch holds SQLite's write lock), and one INSERT
+        # (executemany) of their records just before the commit.
+        assert seen == ["SELECT", "INSERT"]
+    else:
+        # Other writers run concurrently: each key is claimed, then its response recorded.
+        assert seen == ["INSERT", "UPDATE"] * 10
+    again = _batch(client, ops).json()["results"]
+    assert all(r["headers"]["Idempotent-Replayed"] == "true" for r in again)
+
+
+def test_a_key_used_twice_in_one_batch_replays_or_is_refused_as_one_by_one(
+    client: Any,
+) -> None:
+    key = {"Idempotency-Key": "twice"}
+    ops = [
+        _op("POST", body={"id": "t1", "text": "a"}, **key),
+        _op("POST", body={"id": "t1", "text": "a"}, **key),  # the same request: replayed
+        _op("POST", body={"id": "t2", "text": "b"}, **key),  # another request: 422
+        _op("POST", body={"id": "bad", "count": "NaN"}, **{"Idempotency-Key": "fails"}),  # 400
+        _op("POST", body={"id": "t3", "text": "c"}, **{"Idempotency-Key": "fails"}),  # fresh
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 422, 400, 201]
+    assert results[1]["headers"]["Idempotent-Replayed"] == "true"
+    assert results[1]["body"] == results[0]["body"]
+    assert [row["id"] for row in _rows(client)] == ["t1", "t3"]
+    again = _batch(client, ops[4:]).json()["results"]
+    assert again[0]["headers"]["Idempotent-Replayed"] == "true"
+
+
+def test_a_key_repeated_across_a_commit_in_the_middle_of_a_batch_replays(
+    make_client: MakeClient,
+) -> None:
+    # A schema change commits the batch so far; other writers may then record keys, so the
+    # keys looked up at the start no longer count as new.
+    client = make_client(tables=[], dynamic_schema=True)
+    key = {"Idempotency-Key": "same"}
+    ops = [
+        {"method": "POST", "table": "notes", "body": {"id": "n1"}, "headers": key},
+        {"method": "POST", "table": "notes", "body": {"id": "n1"}, "headers": key},
+        {"method": "POST", "table": "notes", "body": {"id": "n2", "extra": 1}, "headers": key},
+    ]
+    results = _batch(client, ops).json()["results"]
+    assert [r["status"] for r in results] == [201, 201, 422]
+    assert results[1]["headers"]["Idempotent-Replayed"] == "true"
+
+
+def test_locations_in_a_batch_name_the_host_it_was_sent_to(client: Any) -> None:
+    ops = [_op("POST", body={"id": f"l{n}"}) for n in range(3)]
+    headers = {**V3, "Host": "sync.example.org:8443"}
+    results = _batch(client, ops, headers=headers).json()["results"]
+    single = client.post("/tables/todo", json={"id": "l9"}, headers=headers)
+    assert single.headers["Location"] == "http://sync.example.org:8443/tables/todo/l9"
+    locations = [r["headers"]["Location"] for r in results]
+    assert locations == [f"http://sync.example.org:8443/tables/todo/l{n}" for n in range(3)]
+
+
+def test_a_write_undone_by_its_hook_keeps_no_record_of_its_key(make_client: MakeClient) -> None:
+    from tablesync.server._errors import BadRequest
+
+    refusals = ["once"]
+
+    def before(_request: Any, _event: Any) -> None:
+        if refusals:
+            refusals.pop()
+            raise BadRequest("not this time")
+
+    client = make_client([Table("todo", columns=TODO_COLUMNS, before_commit=before)])
+    op = _op("POST", body={"id": "r1", "text": "a"}, **{"Idempotency-Key": "r-1"})
+    results = _batch(client, [op, op]).json()["results"]
+    # The first was rolled back after its response was made: the second is no replay of it.
+    assert [r["status"] for r in results] == [400, 201]
+    assert "Idempotent-Replayed" not in results[1]["headers"]
+    assert [row["id"] for row in _rows(client)] == ["r1"]
+    again = _batch(client, [op]).json()["results"]
+    assert again[0]["status"] == 201 and again[0]["headers"]["Idempotent-Replayed"] == "true"

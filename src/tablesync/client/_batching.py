@@ -127,16 +127,6 @@ def _as_response(result: Any, request: httpx.Request) -> httpx.Response | None:
     return httpx.Response(status, headers=headers, content=content, request=request)
 
 
-def resume(flow: OutcomeFlow, response: httpx.Response) -> OutcomeFlow:
-    """Answer the request ``flow`` last yielded with ``response``, then drive it to its end."""
-    try:
-        pending = flow.send(response)
-    except StopIteration as done:
-        outcome: OperationOutcome = done.value
-        return outcome
-    return (yield from drive(flow, pending))
-
-
 def drive(flow: OutcomeFlow, pending: httpx.Request) -> OutcomeFlow:
     """Send ``pending`` (already yielded by ``flow``) and everything after it, as ``yield from``."""
     while True:
@@ -146,15 +136,16 @@ def drive(flow: OutcomeFlow, pending: httpx.Request) -> OutcomeFlow:
             flow.close()
             raise
         except Exception as exc:
-            step = _step(flow.throw, exc)
+            step = step_of(flow.throw, exc)
         else:
-            step = _step(flow.send, response)
+            step = step_of(flow.send, response)
         if not isinstance(step, httpx.Request):
             return step  # type: ignore[no-any-return]
         pending = step
 
 
-def _step(call: Any, value: Any) -> Any:
+def step_of(call: Any, value: Any) -> Any:
+    """``call(value)`` on a flow: the next request it yields, or the value it returned."""
     try:
         return call(value)
     except StopIteration as done:

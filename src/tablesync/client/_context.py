@@ -253,6 +253,12 @@ class SyncContext:
         page = self.store.operations(tables=tables, after_sequence=after_sequence, limit=1)
         return page[0] if page else None
 
+    def next_operations(
+        self, after_sequence: int, tables: Sequence[str] | None, limit: int
+    ) -> list[Operation]:
+        """Up to ``limit`` queued operations after ``after_sequence``, in queue order."""
+        return self.store.operations(tables=tables, after_sequence=after_sequence, limit=limit)
+
     def item_for_push(self, op: Operation) -> dict[str, Any] | None:
         """What to send: the snapshot of a DELETE, else the current row (``None`` if gone)."""
         if op.kind is OperationKind.DELETE:

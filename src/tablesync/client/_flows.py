@@ -15,6 +15,7 @@ A pull uses this to fetch page N+1 while it stores page N.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,7 +44,7 @@ from ._batching import (
     batch_size,
     drive,
     note_batch_support,
-    resume,
+    step_of,
 )
 from ._conflicts import OperationFlow, OperationOutcome, PushOperation, Sender, SyncHandler
 from ._http import (
@@ -139,14 +140,11 @@ class _Tally:
 def _next_operations(
     context: SyncContext, after: int, tables: list[str] | None, limit: int
 ) -> list[Operation]:
-    ops: list[Operation] = []
-    while len(ops) < limit:
+    if limit == 1:
         op = context.next_operation(after, tables)
-        if op is None:
-            break
-        ops.append(op)
-        after = op.sequence
-    return ops
+        return [] if op is None else [op]
+    # One query for a batch's operations, not one each.
+    return context.next_operations(after, tables, limit)
 
 
 def _pending(context: SyncContext, tables: list[str] | None) -> int:
@@ -231,25 +229,79 @@ def _push_batch(
     the operations not yet recorded queued; their idempotency keys make the resend safe.
     """
     started: list[_Started] = []
+    recording = _StoreGroup(context)
     try:
-        for op in ops:
-            entry = _start(context, builder, handler, op)
-            if entry is None:
-                tally.done(op, False)
-                continue
-            _first_request(entry)
-            started.append(entry)
+        # One store transaction marks the whole batch ATTEMPTED (no request goes out in it).
+        with context.store.atomic():
+            for op in ops:
+                entry = _start(context, builder, handler, op)
+                if entry is None:
+                    tally.done(op, False)
+                    continue
+                _first_request(entry)
+                started.append(entry)
         answers = yield from _send_batch(builder, started)
         for entry, answer in zip(started, answers, strict=True):
-            outcome = entry.returned
-            if entry.first is not None and answer is not None:
-                outcome = yield from resume(entry.flow, answer)
-            elif entry.first is not None:
-                outcome = yield from drive(entry.flow, entry.first)
+            outcome = yield from _outcome(entry, answer, recording)
+            recording.begin()
             tally.done(entry.op, _settle(context, handler, entry, outcome))
     finally:
-        for entry in started:
-            entry.flow.close()
+        try:
+            # Also on the way out of a failure: what was recorded is what the server answered.
+            recording.commit()
+        finally:
+            for entry in started:
+                entry.flow.close()
+
+
+def _outcome(
+    entry: _Started, answer: httpx.Response | None, recording: _StoreGroup
+) -> Generator[httpx.Request, httpx.Response, Any]:
+    """The outcome of ``entry`` given its batch ``answer``.
+
+    ``recording`` is committed first if the operation needs a request of its own (a
+    follow-up, or its first request sent alone).
+    """
+    if entry.first is None:
+        return entry.returned
+    if answer is not None:
+        step = step_of(entry.flow.send, answer)
+        if not isinstance(step, httpx.Request):
+            return step  # settled by the answer alone: the common case
+        recording.commit()
+        return (yield from drive(entry.flow, step))
+    recording.commit()
+    return (yield from drive(entry.flow, entry.first))
+
+
+class _StoreGroup:
+    """One store transaction around the recording of consecutive operations of a batch.
+
+    Recording each operation in its own transaction cost two commits per pushed operation.
+    The group is committed before any request goes out (a store transaction is never held
+    across the network, where other code may want the store), and when the batch ends, also
+    by a failure: the outcomes recorded before it are what the server answered. Each
+    operation's own recording is a savepoint, so a store error undoes only that one; if the
+    commit itself fails, the operations stay queued as ATTEMPTED and the next push sends them
+    again with the same idempotency keys, so the server answers from its record.
+    """
+
+    def __init__(self, context: SyncContext) -> None:
+        self._store = context.store
+        self._open: ExitStack | None = None
+
+    def begin(self) -> None:
+        """Open the transaction unless it is open already."""
+        if self._open is None:
+            stack = ExitStack()
+            stack.enter_context(self._store.atomic())
+            self._open = stack
+
+    def commit(self) -> None:
+        """Commit what was recorded so far (nothing to do if nothing was)."""
+        stack, self._open = self._open, None
+        if stack is not None:
+            stack.close()
 
 
 def _first_request(entry: _Started) -> None:

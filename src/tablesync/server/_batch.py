@@ -13,6 +13,7 @@ docs/protocol-extensions.md, "Batch push".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..protocol import dumps
 from ._endpoints import Endpoints
 from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
+from ._paging import origin
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
 from ._service import WriteBatch, WriteRequest
@@ -124,6 +126,7 @@ class BatchEndpoint:
         results: list[bytes] = []
         batch = self.service.batch()
         try:
+            batch.expect_keys(_keys(planned))
             for op in planned:
                 reply, stop = self._run_one(op, batch)
                 results.append(_encode(reply))
@@ -180,8 +183,23 @@ class BatchEndpoint:
         return write_action(self.service, method, op.item_id)(write, batch)
 
 
+def _keys(planned: list[_Planned]) -> list[tuple[str, str]]:
+    """The valid (scoped key, table) pairs of the operations.
+
+    An invalid key is left out: it is its operation's own 400, answered when that one runs.
+    """
+    keys: list[tuple[str, str]] = []
+    for op in planned:
+        with contextlib.suppress(BadRequest):
+            key = idempotency_key(op.request)
+            if key is not None:
+                keys.append((key, op.key))
+    return keys
+
+
 def _shared(request: Request) -> _Shared:
     """The batch request's headers (less each operation's own) and its path prefixes."""
+    origin(request)  # kept in the scope, which every operation's request copies
     headers = [
         (name, value)
         for name, value in request.scope["headers"]

@@ -8,8 +8,10 @@ rejected request wrote nothing, so its retry is simply evaluated again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,8 @@ from ._schema import IDEMPOTENCY
 
 MAX_KEY_LENGTH = 255
 _PURGE_INTERVAL_MS = 60_000
+#: Keys looked up per query (SQLite's bound-parameter limit is far above).
+_LOOKUP_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,114 @@ def record(conn: Connection, key: str, table_key: str, response: StoredResponse)
     conn.execute(_record_statement(), params)
 
 
+class BatchKeys:
+    """The idempotency keys of one ``$batch`` transaction: no statement per write, one per batch.
+
+    On SQLite the batch's transaction holds the database's only write lock from its BEGIN
+    (``IMMEDIATE``), so no other request can record a key while it runs. One query up front
+    (:meth:`expect`) finds which of the batch's keys have no record; a write with such a key
+    needs no placeholder claim, and its record is kept until the batch commits, when
+    :meth:`flush` inserts all of them in one statement. A key used again in the same batch
+    is answered from its kept record, exactly as from a stored one. Every other key
+    (recorded before, or on another database, where other writers run concurrently) takes
+    the usual claim and record. After a commit in the middle of the batch (a schema change)
+    other writers may have run, so nothing is assumed any more.
+    """
+
+    def __init__(self) -> None:
+        self._fresh: set[tuple[str, str]] = set()
+        self._unclaimed: set[tuple[str, str]] = set()
+        self._kept: dict[tuple[str, str], dict[str, Any]] = {}
+        self._writing: tuple[str, str] | None = None
+
+    def expect(self, conn: Connection, keys: list[tuple[str, str]]) -> None:
+        """Learn, in one query, which of ``keys`` (key, table) have no record.
+
+        ``conn`` is the batch's, in its transaction; on other databases than SQLite nothing
+        is learnt (every key then takes the usual claim).
+        """
+        if conn.dialect.name != "sqlite" or not keys:
+            return
+        recorded: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = list({key for key, _ in keys[start : start + _LOOKUP_CHUNK]})
+            rows = conn.execute(_recorded_statement(), {"idem_keys": chunk})
+            recorded.update((row.key, row.table_name) for row in rows)
+        self._fresh = set(keys) - recorded
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        """Around one write of the batch: a write that fails leaves no record behind.
+
+        Its savepoint is rolled back, and so must the record it kept be.
+        """
+        self._writing = None
+        try:
+            yield
+        except BaseException:
+            if self._writing is not None:
+                self._kept.pop(self._writing, None)
+            raise
+        finally:
+            self._writing = None
+
+    def flush(self, conn: Connection) -> None:
+        """Insert the kept records, in ``conn``'s transaction, just before it commits."""
+        rows, self._kept = list(self._kept.values()), {}
+        if rows:
+            conn.execute(_insert_statement(), rows)
+
+    def forget(self) -> None:
+        """The transaction ended: what :meth:`expect` learnt no longer holds."""
+        self._fresh.clear()
+        self._unclaimed.clear()
+        self._kept.clear()
+
+    def claim(
+        self, conn: Connection, key: str, table_key: str, fingerprint: str
+    ) -> StoredResponse | None:
+        """:func:`claim`, without a statement for a key known to have no record."""
+        pair = (key, table_key)
+        kept = self._kept.get(pair)
+        if kept is not None:
+            return StoredResponse(kept["fingerprint"], kept["status"], kept["body"], kept["etag"])
+        if pair in self._fresh:
+            self._fresh.discard(pair)
+            self._unclaimed.add(pair)
+            return None
+        self._unclaimed.discard(pair)
+        return claim(conn, key, table_key, fingerprint)
+
+    def record(self, conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
+        """:func:`record`; an unclaimed key's record is kept for :meth:`flush`."""
+        pair = (key, table_key)
+        if pair not in self._unclaimed:
+            record(conn, key, table_key, response)
+            return
+        self._unclaimed.discard(pair)
+        self._writing = pair
+        self._kept[pair] = {"key": key, "table_name": table_key,
+                            "fingerprint": response.fingerprint, "status": response.status,
+                            "body": response.body, "etag": response.etag,
+                            "created_ms": now_ms()}  # fmt: skip
+
+
+class SingleKeys:
+    """The idempotency keys of a request on its own: :func:`claim` and :func:`record`."""
+
+    @staticmethod
+    def claim(
+        conn: Connection, key: str, table_key: str, fingerprint: str
+    ) -> StoredResponse | None:
+        """:func:`claim`."""
+        return claim(conn, key, table_key, fingerprint)
+
+    @staticmethod
+    def record(conn: Connection, key: str, table_key: str, response: StoredResponse) -> None:
+        """:func:`record`."""
+        record(conn, key, table_key, response)
+
+
 # The statements are built once, with bound parameters: building them per write (values
 # inline) cost more SQLAlchemy construction and cache-key work than running them.
 
@@ -132,6 +244,18 @@ def _record_statement() -> sa.Update:
             etag=sa.bindparam("idem_etag", type_=t.c.etag.type),
         )
     )
+
+
+@functools.cache
+def _recorded_statement() -> sa.Select[Any]:
+    t = IDEMPOTENCY
+    keys = sa.bindparam("idem_keys", expanding=True, type_=t.c.key.type)
+    return sa.select(t.c.key, t.c.table_name).where(t.c.key.in_(keys))
+
+
+@functools.cache
+def _insert_statement() -> sa.Insert:
+    return IDEMPOTENCY.insert()
 
 
 class Expiry:

@@ -237,8 +237,21 @@ def link_url(
     return f"{origin(request)}{path}?{query}"
 
 
+_ORIGIN = "tablesync.origin"
+"""Scope key of the request's origin, once computed: a ``$batch`` computes it before it
+copies its scope into each operation's request, which then need not parse the URL again."""
+
+
 def origin(request: Request) -> str:
     """``scheme://host[:port]`` of the request, from its Host header, default port dropped."""
+    known = request.scope.get(_ORIGIN)
+    if isinstance(known, str):
+        return known
+    request.scope[_ORIGIN] = computed = _origin_of(request)
+    return computed
+
+
+def _origin_of(request: Request) -> str:
     url = request.url
     default = {"http": 80, "https": 443}.get(url.scheme)
     host = url.hostname or "localhost"

@@ -31,12 +31,13 @@ from ._errors import (
     UnprocessableEntity,
     logger,
 )
-from ._idempotency import Expiry, StoredResponse, claim, record
+from ._idempotency import BatchKeys, Expiry, SingleKeys, StoredResponse
 from ._items import ItemInput, parse_item, render
 from ._replies import Reply, item_reply, missing, stored_reply
 from ._schema import Schema, TableState
 
 Action = Callable[[Connection, TableState], "tuple[Reply, bool]"]
+IdempotencyKeys = type[SingleKeys] | BatchKeys
 Operation = Literal["insert", "update", "delete", "undelete"]
 _PUBLIC = Access.public()
 
@@ -110,6 +111,16 @@ class WriteBatch:
         self._conn: Connection | None = None
         self._tx: RootTransaction | None = None
         self._after: list[Callable[[], None]] = []
+        #: The batch's idempotency keys (valid for its current transaction).
+        self.keys = BatchKeys()
+
+    def expect_keys(self, keys: list[tuple[str, str]]) -> None:
+        """Look up, in one query, which of the batch's (key, table) pairs have no record.
+
+        SQLite only (see :class:`BatchKeys`); elsewhere the transaction is not opened early.
+        """
+        if keys and self._engine.dialect.name == "sqlite":
+            self.keys.expect(self.connection(), keys)
 
     def connection(self) -> Connection:
         """The batch's connection, inside its transaction (opened on first use)."""
@@ -132,6 +143,7 @@ class WriteBatch:
             try:
                 if self._conn is not None:
                     _check_not_aborted(self._conn)
+                    self.keys.flush(self._conn)
                     store_clocks(self._conn)
                 tx.commit()
             except BaseException:
@@ -141,6 +153,8 @@ class WriteBatch:
                 if self._conn is not None:
                     self._conn.invalidate()
                 raise
+            finally:
+                self.keys.forget()
         hooks, self._after = self._after, []
         for hook in hooks:
             hook()
@@ -148,6 +162,7 @@ class WriteBatch:
     def close(self) -> None:
         """Roll back anything not committed and return the connection."""
         self._after.clear()
+        self.keys.forget()
         tx, conn, self._tx, self._conn = self._tx, self._conn, None, None
         try:
             if tx is not None and tx.is_active:
@@ -326,12 +341,18 @@ class TableService:
     ) -> Reply:
         if batch is None:
             with self.schema.writer.connect() as conn:
-                reply, event = self._transact(conn, conn.begin(), req, state, operation, action)
+                reply, event = self._transact(
+                    conn, conn.begin(), SingleKeys, req, state, operation, action
+                )
             if event is not None and state.config.after_commit is not None:
                 _run_after_commit(state.config.after_commit, req.request, event)
             return reply
         conn = batch.connection()
-        reply, event = self._transact(conn, _Savepoint(conn), req, state, operation, action)
+        with batch.keys.write():
+            savepoint = _Savepoint(conn)
+            reply, event = self._transact(
+                conn, savepoint, batch.keys, req, state, operation, action
+            )
         hook = state.config.after_commit
         if event is not None and hook is not None:
             batch.after_commit(lambda: _run_after_commit(hook, req.request, event))
@@ -341,6 +362,7 @@ class TableService:
         self,
         conn: Connection,
         transaction: Transaction | _Savepoint,
+        keys: IdempotencyKeys,
         req: WriteRequest,
         state: TableState,
         operation: Operation,
@@ -354,7 +376,7 @@ class TableService:
             if req.idempotency_key is not None:
                 if self._expiry.due():
                     self._expiry.purge(conn)
-                stored = claim(conn, req.idempotency_key, req.key, fingerprint)
+                stored = keys.claim(conn, req.idempotency_key, req.key, fingerprint)
                 if stored is not None:
                     return self._replay(req, state, stored, fingerprint), None
             reply, written = action(conn, state)
@@ -365,7 +387,7 @@ class TableService:
                 response = StoredResponse(
                     fingerprint, reply.status, reply.body, reply.headers.get("ETag")
                 )
-                record(conn, req.idempotency_key, req.key, response)
+                keys.record(conn, req.idempotency_key, req.key, response)
             # Raising here rolls the write back (the context manager's exit).
             event = _event(req, state, operation, reply)
             if event is not None and state.config.before_commit is not None:
