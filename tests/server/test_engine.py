@@ -70,3 +70,21 @@ def test_sqlite_reads_keep_their_transaction(tmp_path: object) -> None:
         assert reader(engine) is engine  # BEGIN DEFERRED: a page and its count share a snapshot
     finally:
         engine.dispose()
+
+
+def test_sqlite_connections_are_set_up_for_the_server(tmp_path: object) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db")
+    try:
+        with engine.connect() as conn:
+            settings = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
+                for name in ("journal_mode", "synchronous", "cache_size", "busy_timeout")
+            }
+    finally:
+        engine.dispose()
+    assert settings == {
+        "journal_mode": "wal",
+        "synchronous": 1,  # NORMAL
+        "cache_size": -_engine.SQLITE_CACHE_KIB,  # negative: KiB, not pages
+        "busy_timeout": _engine.SQLITE_BUSY_TIMEOUT_MS,
+    }
