@@ -291,6 +291,34 @@ def test_a_lost_attempt_is_recognised_after_many_failed_pushes_of_newer_data(
     assert todo.get("x")["version"] == server.rows()["x"]["version"]
 
 
+def test_operations_queued_behind_one_sent_alone_are_not_marked_attempted(
+    make_server: Any,
+) -> None:
+    # Only a request that may have left records an attempt: marking the operations behind
+    # it (never sent) recorded each new local edit as an attempt, until the attempt the
+    # server holds was forgotten and its row met as a false conflict.
+    server = make_server()
+    client = server.client(retry=False)
+    todo = client.sync_table("todo")
+    todo.insert({"id": "first", "text": "x"})
+    client.push()  # learns about the extension
+    todo.insert({"id": "p", "text": "v1"})
+    todo.insert({"id": "x", "text": "v1"})
+    todo.insert({"id": "z", "text": "v1"})
+    _lose_a_batch(client, server, ["p", "x", "z"])  # each now goes alone: its attempt was lost
+    for n in range(2, 7):
+        todo.update({**todo.get("x"), "text": f"v{n}"})
+        _push_while_down(client, server)  # dies at p's request
+        states = {op.item_id: op.state.name for op in client.pending_operations}
+        assert states == {"p": "ATTEMPTED", "x": "ATTEMPTED", "z": "ATTEMPTED"}
+        assert len(client.context.earlier_attempts(client.pending_operations[1])) == 1
+
+    result = client.push()
+
+    assert result.ok and result.errors == [] and client.pending_operations == []
+    assert server.rows()["x"]["text"] == "v6"
+
+
 def test_a_custom_handler_keeps_one_request_per_operation(make_server: Any) -> None:
     seen: list[str] = []
 
