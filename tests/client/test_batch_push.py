@@ -31,15 +31,21 @@ VERSIONS = [pytest.param("2.0.0", id="v2"), pytest.param("3.0.0", id="v3")]
 
 
 class Recorder(httpx.BaseTransport):
-    """Forwards to the app; records requests; can lose the response of the next batch."""
+    """Forwards to the app; records requests; can lose the response of the next batch.
+
+    ``down`` makes every request fail before it reaches the app (the network is down).
+    """
 
     def __init__(self, inner: httpx.BaseTransport) -> None:
         self.inner = inner
         self.requests: list[httpx.Request] = []
         self.lose_batches = 0
+        self.down = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if self.down:
+            raise httpx.ConnectError("network down", request=request)
         response = self.inner.handle_request(request)
         if is_batch(request) and self.lose_batches:
             self.lose_batches -= 1
@@ -242,6 +248,75 @@ def test_a_lost_batch_response_makes_no_duplicates_and_no_false_conflicts(
     rows = server.rows()
     assert len(rows) == 9 and all(rows[f"l{n}"]["text"] == "edited" for n in range(8))
     assert all(todo.get(f"l{n}")["version"] == rows[f"l{n}"]["version"] for n in range(8))
+
+
+def _push_while_down(client: Client, server: Any) -> None:
+    """A push that dies at its first request, as a process killed mid-push leaves things."""
+    server.recorder.down = True
+    with pytest.raises(PushFailedError) as failed:
+        client.push()
+    assert failed.value.result.status is PushStatus.CANCELLED_BY_NETWORK_ERROR
+    server.recorder.down = False
+
+
+def _lose_a_batch(client: Client, server: Any, ids: list[str]) -> None:
+    """Push ``ids`` (just inserted) in one batch the server applies but whose answer is lost."""
+    server.recorder.lose_batches = 1
+    with pytest.raises(PushFailedError):
+        client.push()
+    assert set(server.rows()) >= set(ids)
+
+
+def test_a_lost_attempt_is_recognised_after_many_failed_pushes_of_newer_data(
+    make_server: Any,
+) -> None:
+    # The kill test's false conflict: each failed push recorded the same newer body again,
+    # and the list of earlier attempts (a few kept) lost the one the server holds.
+    server = make_server()
+    client = server.client(retry=False)
+    todo = client.sync_table("todo")
+    todo.insert({"id": "first", "text": "x"})
+    client.push()  # learns about the extension
+    todo.insert({"id": "x", "text": "v1", "n": 1})
+    todo.insert({"id": "y", "text": "v1", "n": 1})
+    _lose_a_batch(client, server, ["x", "y"])
+    todo.update({**todo.get("x"), "text": "v2"})
+    for _ in range(5):
+        _push_while_down(client, server)
+
+    result = client.push()
+
+    assert result.ok and result.errors == [] and client.pending_operations == []
+    assert server.rows()["x"]["text"] == "v2"
+    assert todo.get("x")["version"] == server.rows()["x"]["version"]
+
+
+def test_operations_queued_behind_one_sent_alone_are_not_marked_attempted(
+    make_server: Any,
+) -> None:
+    # Only a request that may have left records an attempt: marking the operations behind
+    # it (never sent) recorded each new local edit as an attempt, until the attempt the
+    # server holds was forgotten and its row met as a false conflict.
+    server = make_server()
+    client = server.client(retry=False)
+    todo = client.sync_table("todo")
+    todo.insert({"id": "first", "text": "x"})
+    client.push()  # learns about the extension
+    todo.insert({"id": "p", "text": "v1"})
+    todo.insert({"id": "x", "text": "v1"})
+    todo.insert({"id": "z", "text": "v1"})
+    _lose_a_batch(client, server, ["p", "x", "z"])  # each now goes alone: its attempt was lost
+    for n in range(2, 7):
+        todo.update({**todo.get("x"), "text": f"v{n}"})
+        _push_while_down(client, server)  # dies at p's request
+        states = {op.item_id: op.state.name for op in client.pending_operations}
+        assert states == {"p": "ATTEMPTED", "x": "ATTEMPTED", "z": "ATTEMPTED"}
+        assert len(client.context.earlier_attempts(client.pending_operations[1])) == 1
+
+    result = client.push()
+
+    assert result.ok and result.errors == [] and client.pending_operations == []
+    assert server.rows()["x"]["text"] == "v6"
 
 
 def test_a_custom_handler_keeps_one_request_per_operation(make_server: Any) -> None:

@@ -32,6 +32,8 @@ TABLE = "todoitem"
 STEP_KEY = "kill|step"
 PLAN_STEPS = 3000
 PHASES = {"W": "local write", "P": "push", "L": "pull", "G": "purge", "-": "idle"}
+STALL_LIMIT = 20
+"""Rounds of writes and push in a row that may make no progress before ``finish`` gives up."""
 RETRY = RetryPolicy(max_attempts=4, backoff_base=0.005, backoff_max=0.02, jitter=True)
 
 
@@ -161,9 +163,17 @@ class Worker:
                 self.purge()
 
     def finish(self) -> None:
+        stalled = 0
         while self.position < len(self.plan):
+            before = self.position
             self.writes(200)
             self.push()
+            stalled = 0 if self.position > before else stalled + 1
+            if stalled == STALL_LIMIT:
+                # A write refused for good (a delete behind an insert that keeps failing):
+                # fail now with the reason rather than loop until the test's timeout.
+                sys.stderr.write(f"finish: no progress at step {before} in {stalled} rounds\n")
+                raise SystemExit(1)
         for _ in range(20):
             if self.context.pending_count() == 0:
                 break

@@ -288,7 +288,7 @@ class SyncContext:
                 )
             self.store.update_operation(replace(current, state=OperationState.ATTEMPTED))
             if sent is not None:
-                kept = [*self.earlier_attempts(op), dict(sent)][-_MAX_ATTEMPTS_KEPT:]
+                kept = _with_attempt(self.earlier_attempts(op), dict(sent))
                 self.store.set_config(_ATTEMPT_KEY + op.id, dumps(kept).decode())
         return replace(op, state=OperationState.ATTEMPTED)
 
@@ -544,6 +544,18 @@ def _normalised(data: dict[str, Any]) -> dict[str, Any]:
     except TypeError as exc:
         raise StoreError(f"the item cannot be stored as JSON: {exc}") from exc
     return result
+
+
+def _with_attempt(earlier: list[dict[str, Any]], sent: dict[str, Any]) -> list[dict[str, Any]]:
+    """``earlier`` with ``sent`` as the latest attempt: each body once, at most a few kept.
+
+    A body sent again (the same data, after a crash or a failed push) is still one candidate
+    for the server's row, not a new one. Kept once per attempt, a few resends of the newest
+    data pushed out the older body the server actually held, and its row then met the edited
+    operation as a false conflict (tests/reliability/test_kill.py).
+    """
+    others = [body for body in earlier if body != sent]
+    return [*others[-(_MAX_ATTEMPTS_KEPT - 1) :], sent]
 
 
 def _stamps(server_item: Mapping[str, Any]) -> dict[str, Any]:

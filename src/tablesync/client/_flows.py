@@ -106,18 +106,19 @@ def push_flow(
     """
     total = _pending(context, tables)
     tally = _Tally(progress, total)
-    status, cause, after = PushStatus.COMPLETE, None, 0
+    status, cause = PushStatus.COMPLETE, None
+    queue = _QueueReader(context, tables)
     report(progress, SyncProgress(SyncPhase.PUSH, None, 0, total))
     while True:
         try:
-            ops = _next_operations(context, after, tables, batch_size(builder, handler))
+            ops = queue.take(batch_size(builder, handler))
             if not ops:
                 break
-            after = ops[-1].sequence
             if len(ops) == 1:
                 tally.done(ops[0], (yield from _push_one(context, builder, handler, ops[0])))
             else:
-                yield from _push_batch(context, builder, handler, ops, tally)
+                handled = yield from _push_batch(context, builder, handler, ops, tally)
+                queue.put_back(ops[handled:])
         except Exception as exc:
             status, cause = _abort_status(exc), exc
             break
@@ -135,6 +136,33 @@ class _Tally:
         self.completed += ok
         self.attempted += 1
         report(self.progress, SyncProgress(SyncPhase.PUSH, op.table, self.attempted, self.total))
+
+
+class _QueueReader:
+    """The queue in order, for one push; keeps what was read but not pushed yet.
+
+    A batch stops at an operation that goes on its own (``_start_batch``); the operations
+    read behind it are taken by the next rounds without reading the queue again, so a
+    recovery that sends many operations alone costs no query per operation.
+    """
+
+    def __init__(self, context: SyncContext, tables: list[str] | None) -> None:
+        self._context, self._tables = context, tables
+        self._after = 0
+        self._ahead: list[Operation] = []
+
+    def take(self, limit: int) -> list[Operation]:
+        """The next ``limit`` (or fewer) operations; empty when the queue is done."""
+        if not self._ahead:
+            self._ahead = _next_operations(self._context, self._after, self._tables, limit)
+            if self._ahead:
+                self._after = self._ahead[-1].sequence
+        ops, self._ahead = self._ahead[:limit], self._ahead[limit:]
+        return ops
+
+    def put_back(self, ops: Sequence[Operation]) -> None:
+        """Return operations taken but not pushed: the next ``take`` starts with them."""
+        self._ahead = [*ops, *self._ahead]
 
 
 def _next_operations(
@@ -181,6 +209,8 @@ class _Started:
     batchable: bool
     first: httpx.Request | None = None
     returned: Any = None
+    sub: Any = None
+    """Its first request as a batch entry; ``None`` if it goes on its own."""
 
 
 def _start(
@@ -220,26 +250,20 @@ def _push_batch(
     handler: SyncHandler,
     ops: Sequence[Operation],
     tally: _Tally,
-) -> Generator[httpx.Request, httpx.Response, None]:
+) -> Generator[httpx.Request, httpx.Response, int]:
     """Push consecutive operations, their first requests in one ``$batch`` where possible.
 
-    Every operation is marked ATTEMPTED and its first request built, in queue order; the
-    batchable prefix goes in one request; then each operation, in order, gets its result (or
-    is sent on its own) and is recorded exactly as after a single request. An abort leaves
-    the operations not yet recorded queued; their idempotency keys make the resend safe.
+    Operations are marked ATTEMPTED and their first requests built, in queue order, up to
+    the first one that cannot travel in the batch; the others go in one request, then that
+    one on its own. Each operation, in order, gets its result and is recorded exactly as
+    after a single request. Returns how many of ``ops`` were handled: the rest, not marked,
+    wait for the next round. An abort leaves the operations not yet recorded queued; their
+    idempotency keys make the resend safe.
     """
     started: list[_Started] = []
     recording = _StoreGroup(context)
     try:
-        # One store transaction marks the whole batch ATTEMPTED (no request goes out in it).
-        with context.store.atomic():
-            for op in ops:
-                entry = _start(context, builder, handler, op)
-                if entry is None:
-                    tally.done(op, False)
-                    continue
-                _first_request(entry)
-                started.append(entry)
+        handled = _start_batch(context, builder, handler, ops, tally, started)
         answers = yield from _send_batch(builder, started)
         for entry, answer in zip(started, answers, strict=True):
             outcome = yield from _outcome(entry, answer, recording)
@@ -252,6 +276,41 @@ def _push_batch(
         finally:
             for entry in started:
                 entry.flow.close()
+    return handled
+
+
+def _start_batch(
+    context: SyncContext,
+    builder: RequestBuilder,
+    handler: SyncHandler,
+    ops: Sequence[Operation],
+    tally: _Tally,
+    started: list[_Started],
+) -> int:
+    """Mark the batch's operations ATTEMPTED in one store transaction; how many of ``ops``.
+
+    Marking stops after the first operation that goes on its own. Marking the operations
+    behind it too (sent only after it, and not at all if the push dies there) recorded
+    their data as attempts that never left; a few failed pushes of an edited item then
+    pushed its real lost attempt out of the kept list, and the server's row, written by
+    that attempt, was reported as a conflict (tests/reliability/test_kill.py).
+    """
+    handled = 0
+    # No request goes out inside this transaction.
+    with context.store.atomic():
+        for op in ops:
+            handled += 1
+            entry = _start(context, builder, handler, op)
+            if entry is None:
+                tally.done(op, False)
+                continue
+            _first_request(entry)
+            if entry.batchable and entry.first is not None:
+                entry.sub = batch_entry(builder, entry.op, entry.first)
+            started.append(entry)
+            if entry.sub is None:
+                break
+    return handled
 
 
 def _outcome(
@@ -317,12 +376,9 @@ def _send_batch(
     """Send the batchable prefix of ``started`` in one request; the response each got."""
     entries: list[Any] = []
     for entry in started:
-        sub = None
-        if entry.batchable and entry.first is not None:
-            sub = batch_entry(builder, entry.op, entry.first)
-        if sub is None:
+        if entry.sub is None:
             break  # the rest keep their order: sent one by one after the batch
-        entries.append(sub)
+        entries.append(entry.sub)
     alone: list[httpx.Response | None] = [None] * (len(started) - len(entries))
     if len(entries) < 2:
         return [None] * len(started)
