@@ -89,13 +89,10 @@ def test_a_failing_page_leaves_rows_and_token_untouched(context: SyncContext) ->
     assert context.get_delta_token("movies", "all") == "before"
 
 
-def test_a_page_of_1000_items_is_one_quick_transaction(context: SyncContext) -> None:
-    import time
-
+def test_a_page_of_1000_items_is_applied_whole(context: SyncContext) -> None:
+    # Its speed is the benchmark's; that it is one transaction, test_performance's.
     page = [row(f"id-{n:04d}", title="x" * 40, n=n) for n in range(1000)]
-    started = time.perf_counter()
     assert context.apply_pulled_page("movies", page, delta_token=TOKEN).upserted == 1000
-    assert time.perf_counter() - started < 1.0  # typically ~10 ms
     assert context.count("movies") == 1000
 
 
