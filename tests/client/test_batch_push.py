@@ -218,6 +218,15 @@ def test_a_policy_settles_a_batched_conflict(make_server: Any, handler: Any, win
     assert todo.get("w1")["version"] == server.rows()["w1"]["version"]
 
 
+def _batching_client(server: Any, *, retry: bool) -> tuple[Client, Any]:
+    """A client of ``server`` and its ``todo`` table, after one push (it knows ``$batch``)."""
+    client = server.client(retry=retry)
+    todo = client.sync_table("todo")
+    todo.insert({"id": "first", "text": "x"})
+    client.push()  # learns about the extension
+    return client, todo
+
+
 @pytest.mark.parametrize(
     "retry", [pytest.param(True, id="retried"), pytest.param(False, id="next-push")]
 )
@@ -225,10 +234,7 @@ def test_a_lost_batch_response_makes_no_duplicates_and_no_false_conflicts(
     make_server: Any, retry: bool
 ) -> None:
     server = make_server()
-    client = server.client(retry=retry)
-    todo = client.sync_table("todo")
-    todo.insert({"id": "first", "text": "x"})
-    client.push()  # learns about the extension
+    client, todo = _batching_client(server, retry=retry)
     items = [todo.insert({"id": f"l{n}", "text": "x"}) for n in range(8)]
     client.push()
     for item in items:
@@ -273,10 +279,7 @@ def test_a_lost_attempt_is_recognised_after_many_failed_pushes_of_newer_data(
     # The kill test's false conflict: each failed push recorded the same newer body again,
     # and the list of earlier attempts (a few kept) lost the one the server holds.
     server = make_server()
-    client = server.client(retry=False)
-    todo = client.sync_table("todo")
-    todo.insert({"id": "first", "text": "x"})
-    client.push()  # learns about the extension
+    client, todo = _batching_client(server, retry=False)
     todo.insert({"id": "x", "text": "v1", "n": 1})
     todo.insert({"id": "y", "text": "v1", "n": 1})
     _lose_a_batch(client, server, ["x", "y"])
@@ -298,10 +301,7 @@ def test_operations_queued_behind_one_sent_alone_are_not_marked_attempted(
     # it (never sent) recorded each new local edit as an attempt, until the attempt the
     # server holds was forgotten and its row met as a false conflict.
     server = make_server()
-    client = server.client(retry=False)
-    todo = client.sync_table("todo")
-    todo.insert({"id": "first", "text": "x"})
-    client.push()  # learns about the extension
+    client, todo = _batching_client(server, retry=False)
     todo.insert({"id": "p", "text": "v1"})
     todo.insert({"id": "x", "text": "v1"})
     todo.insert({"id": "z", "text": "v1"})
