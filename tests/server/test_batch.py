@@ -595,3 +595,37 @@ def test_a_write_undone_by_its_hook_keeps_no_record_of_its_key(make_client: Make
     assert [row["id"] for row in _rows(client)] == ["r1"]
     again = _batch(client, [op]).json()["results"]
     assert again[0]["status"] == 201 and again[0]["headers"]["Idempotent-Replayed"] == "true"
+
+
+def test_a_batch_takes_its_tables_clock_rows_up_front_and_stamps_in_memory(
+    make_client: MakeClient,
+) -> None:
+    tables = [Table(name, columns={"text": "string"}) for name in ("notes", "todo")]
+    client = make_client(tables)
+    engine = client.app.state.tablesync.schema.engine
+    clock: list[str] = []
+    sa.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, *_: (
+            clock.append(sql.split()[0]) if "tablesync_clock" in sql else None
+        ),
+    )
+    ops = [
+        {"method": "POST", "table": table, "headers": {}, "body": {"id": f"{table}{n}"}}
+        for n in range(5)
+        for table in ("todo", "notes")
+    ]
+
+    results = _batch(client, ops).json()["results"]
+
+    assert [r["status"] for r in results] == [201] * 10
+    if engine.dialect.name == "postgresql":
+        # Both rows locked in one sorted statement: two batches cannot wait for each other.
+        assert clock == ["SELECT", "UPDATE", "UPDATE"]
+    else:  # SQLite's write lock is the batch's: each clock is taken at its first stamp
+        assert clock == ["UPDATE", "UPDATE", "INSERT", "INSERT"]
+    for table in ("todo", "notes"):
+        mine = [r for r, op in zip(results, ops, strict=True) if op["table"] == table]
+        stamps = [r["body"]["updatedAt"] for r in mine]
+        assert stamps == sorted(stamps) and len(set(stamps)) == 5

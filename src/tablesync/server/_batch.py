@@ -124,7 +124,7 @@ class BatchEndpoint:
         the whole request fails (503), so no result claims a write that did not happen.
         """
         results: list[bytes] = []
-        batch = self.service.batch()
+        batch = self.service.batch(tables={op.key for op in planned})
         try:
             batch.expect_keys(_keys(planned))
             for op in planned:

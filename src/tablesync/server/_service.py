@@ -8,7 +8,7 @@ The writes of a ``$batch`` share one transaction (:class:`WriteBatch`), each in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -103,11 +103,12 @@ class WriteBatch:
     writes before it: schema changes run in their own transaction, on another connection.
     """
 
-    def __init__(self, engine: Engine, hold_clock_of: str | None = None) -> None:
+    def __init__(self, engine: Engine, tables: Iterable[str] = ()) -> None:
         self._engine = engine
-        #: The table whose clock row the batch locks up front (``hold_clocks``): a group
-        #: commit's, whose writes are all of that table on PostgreSQL.
-        self._hold = () if hold_clock_of is None else (hold_clock_of,)
+        #: The tables whose clock rows the batch locks up front, in one sorted statement
+        #: (``hold_clocks``): the tables its writes will stamp. Two batches then cannot wait
+        #: for each other's clock rows in opposite orders (a deadlock on PostgreSQL).
+        self._hold = tuple(sorted(set(tables)))
         self._conn: Connection | None = None
         self._tx: RootTransaction | None = None
         self._after: list[Callable[[], None]] = []
@@ -299,9 +300,9 @@ class TableService:
 
     # -- the write pipeline ----------------------------------------------------------------
 
-    def batch(self) -> WriteBatch:
-        """A transaction for several writes (``$batch``); pass it to each write, then commit."""
-        return WriteBatch(self.schema.writer)
+    def batch(self, tables: Iterable[str] = ()) -> WriteBatch:
+        """A transaction for writes of ``tables`` (a ``$batch``): pass it to each, then commit."""
+        return WriteBatch(self.schema.writer, tables)
 
     def write_together(
         self, writes: Sequence[Callable[[WriteBatch], Reply]], table: str
@@ -316,7 +317,7 @@ class TableService:
         A failed commit raises: none of the group's writes happened.
         """
         outcomes: list[Reply | Exception] = []
-        batch = WriteBatch(self.schema.writer, hold_clock_of=table)
+        batch = self.batch(tables=(table,))
         try:
             for write in writes:
                 try:
