@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,31 @@ import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-MOVIES_PATH = ROOT.parent / "shared" / "data" / "movies.json"
+
+
+def _shared_dir() -> Path:
+    """The team's ``shared`` folder: beside the project, or beside the repository it was
+    cloned from (a clone made elsewhere, e.g. CI's fresh clone in a temporary directory).
+    ``TABLESYNC_SHARED`` names it outright.
+    """
+    named = os.environ.get("TABLESYNC_SHARED")
+    if named:
+        return Path(named)
+    beside = ROOT.parent / "shared"
+    if beside.exists():
+        return beside
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return beside
+    source = Path(origin)
+    return source.parent / "shared" if source.is_absolute() else beside
+
+
+MOVIES_PATH = _shared_dir() / "data" / "movies.json"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get(
     "TABLESYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
