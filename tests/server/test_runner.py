@@ -240,3 +240,75 @@ def test_postgres_writes_use_at_most_write_threads_at_once(postgres_url: str) ->
     finally:
         engine.dispose()
     assert most[0] == WRITE_THREADS
+
+
+def test_a_waiting_writer_is_woken_by_the_kernel_not_by_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "woken.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    runner = DatabaseRunner(engine)
+    other_process = WriteGate(f"{database}-writer.lock")
+    assert runner.gate is not None
+    try_acquire = runner.gate.try_acquire
+    tries: list[bool] = []
+
+    def counted() -> bool:
+        tries.append(taken := try_acquire())
+        return taken
+
+    monkeypatch.setattr(runner.gate, "try_acquire", counted)
+
+    async def main() -> str:
+        other_process.acquire()
+        try:
+            write = asyncio.ensure_future(runner.write(lambda: "written"))
+            await asyncio.sleep(0.3)
+            assert not write.done()
+        finally:
+            other_process.release()
+        return await write
+
+    try:
+        assert asyncio.run(main()) == "written"
+    finally:
+        other_process.close()
+        runner.close()
+        engine.dispose()
+    # Two tries before the wait, none during it: polling every millisecond, as the gate
+    # did before, tried about 300 times in those 0.3 s.
+    assert len(tries) <= 2 and not any(tries)
+
+
+def test_a_writer_that_gives_up_waiting_hands_the_gate_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "given-up.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    runner = DatabaseRunner(engine)
+    monkeypatch.setattr("tablesync.server._runner.WRITE_WAIT_S", 0.2)
+    other_process = WriteGate(f"{database}-writer.lock")
+
+    async def main() -> str:
+        other_process.acquire()
+        try:
+            with pytest.raises(ServiceUnavailable):
+                await runner.write(lambda: "too late")
+        finally:
+            other_process.release()
+        # The waiting thread takes the gate once it is free, and gives it straight back.
+        for _ in range(100):
+            if other_process.try_acquire():
+                other_process.release()
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the gate was never handed back")
+        return await runner.write(lambda: "written")
+
+    try:
+        assert asyncio.run(main()) == "written"
+    finally:
+        other_process.close()
+        runner.close()
+        engine.dispose()
