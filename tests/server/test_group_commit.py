@@ -409,3 +409,26 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
     assert [reply.status_code for reply in replies] == [503, 503, 503]
     stored = _pg_stored(postgres_url)
     assert {key for key in stored if key != "clock"} == {"w0"}
+
+
+def test_replies_are_rendered_after_their_group_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering a reply holds no lock: the other processes' writers need not wait for it."""
+    app = _app(tmp_path / "render.db")
+    events: list[str] = []
+    sa.event.listen(app.state.tablesync.schema.engine, "commit", lambda _: events.append("commit"))
+    from tablesync.server import _replies
+
+    render = _replies.render
+
+    def recorded(*args: Any) -> Any:
+        events.append("render")
+        return render(*args)
+
+    monkeypatch.setattr(_replies, "render", recorded)
+    replies = asyncio.run(_post_all(app, [{"id": "a", "n": 1}, {"id": "b", "n": 2}]))
+
+    assert [reply.status_code for reply in replies] == [201, 201]
+    assert replies[1].json()["n"] == 2 and replies[1].headers["Location"].endswith("/todo/b")
+    assert events == ["commit", "render", "render"]
