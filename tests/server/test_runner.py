@@ -7,9 +7,11 @@ in for another server process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,24 +244,26 @@ def test_postgres_writes_use_at_most_write_threads_at_once(postgres_url: str) ->
     assert most[0] == WRITE_THREADS
 
 
+@contextlib.contextmanager
+def _runner_beside_another_process(path: Path) -> Iterator[tuple[DatabaseRunner, WriteGate]]:
+    """A runner on a SQLite file, and the gate of another "process" writing to it."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    runner = DatabaseRunner(engine)
+    other_process = WriteGate(f"{path}-writer.lock")
+    try:
+        yield runner, other_process
+    finally:
+        other_process.close()
+        runner.close()
+        engine.dispose()
+
+
 def test_a_waiting_writer_is_woken_by_the_kernel_not_by_polling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = tmp_path / "woken.db"
-    engine = sa.create_engine(f"sqlite:///{database}")
-    runner = DatabaseRunner(engine)
-    other_process = WriteGate(f"{database}-writer.lock")
-    assert runner.gate is not None
-    try_acquire = runner.gate.try_acquire
     tries: list[bool] = []
 
-    def counted() -> bool:
-        tries.append(taken := try_acquire())
-        return taken
-
-    monkeypatch.setattr(runner.gate, "try_acquire", counted)
-
-    async def main() -> str:
+    async def main(runner: DatabaseRunner, other_process: WriteGate) -> str:
         other_process.acquire()
         try:
             write = asyncio.ensure_future(runner.write(lambda: "written"))
@@ -269,12 +273,16 @@ def test_a_waiting_writer_is_woken_by_the_kernel_not_by_polling(
             other_process.release()
         return await write
 
-    try:
-        assert asyncio.run(main()) == "written"
-    finally:
-        other_process.close()
-        runner.close()
-        engine.dispose()
+    with _runner_beside_another_process(tmp_path / "woken.db") as (runner, other_process):
+        assert runner.gate is not None
+        try_acquire = runner.gate.try_acquire
+
+        def counted() -> bool:
+            tries.append(taken := try_acquire())
+            return taken
+
+        monkeypatch.setattr(runner.gate, "try_acquire", counted)
+        assert asyncio.run(main(runner, other_process)) == "written"
     # Two tries before the wait, none during it: polling every millisecond, as the gate
     # did before, tried about 300 times in those 0.3 s.
     assert len(tries) <= 2 and not any(tries)
@@ -283,13 +291,9 @@ def test_a_waiting_writer_is_woken_by_the_kernel_not_by_polling(
 def test_a_writer_that_gives_up_waiting_hands_the_gate_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = tmp_path / "given-up.db"
-    engine = sa.create_engine(f"sqlite:///{database}")
-    runner = DatabaseRunner(engine)
     monkeypatch.setattr("tablesync.server._runner.WRITE_WAIT_S", 0.2)
-    other_process = WriteGate(f"{database}-writer.lock")
 
-    async def main() -> str:
+    async def main(runner: DatabaseRunner, other_process: WriteGate) -> str:
         other_process.acquire()
         try:
             with pytest.raises(ServiceUnavailable):
@@ -306,9 +310,5 @@ def test_a_writer_that_gives_up_waiting_hands_the_gate_back(
             raise AssertionError("the gate was never handed back")
         return await runner.write(lambda: "written")
 
-    try:
-        assert asyncio.run(main()) == "written"
-    finally:
-        other_process.close()
-        runner.close()
-        engine.dispose()
+    with _runner_beside_another_process(tmp_path / "given-up.db") as (runner, other_process):
+        assert asyncio.run(main(runner, other_process)) == "written"
