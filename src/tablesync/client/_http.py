@@ -249,6 +249,10 @@ class Page:
     """The server's next-page link (v3 ``nextLink`` or the v2 ``Link`` header), unresolved."""
     skipped: int = 0
     """Entries of the page that were not objects with an id."""
+    source: bytes | None = None
+    """The page's JSON text, when ``items`` are all its entries (``skipped`` is 0)."""
+    path: str | None = None
+    """Where the items are in ``source``, as a SQLite JSON path (``$.items``, ``$``)."""
 
 
 def parse_page(response: httpx.Response) -> Page:
@@ -260,14 +264,15 @@ def parse_page(response: httpx.Response) -> Page:
     body = decode_body(response)
     count: Any = None
     link: Any = None
+    path: str | None = None
     if isinstance(body, dict) and isinstance(body.get("items"), list):
-        rows, count, link = body["items"], body.get("count"), body.get("nextLink")
+        rows, count, link, path = body["items"], body.get("count"), body.get("nextLink"), "$.items"
     elif isinstance(body, dict) and isinstance(body.get("results"), list):
-        rows, count = body["results"], body.get("count")
+        rows, count, path = body["results"], body.get("count"), "$.results"
     elif isinstance(body, dict) and "id" in body:
         rows = [body]
     elif isinstance(body, list):
-        rows = body
+        rows, path = body, "$"
     else:
         raise ServerError(
             f"{_what(response)} answered {response.status_code} with a body that is not a page",
@@ -277,11 +282,14 @@ def parse_page(response: httpx.Response) -> Page:
     items = _items_with_ids(rows)
     if not isinstance(link, str) or not link.strip():
         link = next_link_header(response.headers.get_list("Link"))
+    skipped = len(rows) - len(items)
     return Page(
         items=items,
         count=count if isinstance(count, int) and not isinstance(count, bool) else None,
         next_link=link,
-        skipped=len(rows) - len(items),
+        skipped=skipped,
+        source=response.content if path is not None and not skipped else None,
+        path=path,
     )
 
 

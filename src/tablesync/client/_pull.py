@@ -157,7 +157,8 @@ def _apply(
     progress: ProgressCallback | None,
     token: tuple[str, str] | None = None,
 ) -> None:
-    applied = context.apply_pulled_page(spec.table, page.items, delta_token=token)
+    source = None if page.source is None or page.path is None else (page.source, page.path)
+    applied = context.apply_pulled_page(spec.table, page.items, delta_token=token, source=source)
     tally.add(page, applied)
     report(progress, SyncProgress(SyncPhase.PULL, spec.table, tally.received, None))
 
