@@ -9,13 +9,14 @@ any instant leaves a consistent store behind.
 
 from __future__ import annotations
 
-import operator
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import QueueError, StoreError, UsageError
 from ..protocol import all_valid_ids, dumps, is_valid_id, loads, new_id, strip_system_properties
+from ._http import values_of
 from ._queue import Collapse, collapse
 from ._store import (
     BulkLocalStore,
@@ -599,16 +600,18 @@ def _stamps(server_item: Mapping[str, Any]) -> dict[str, Any]:
 
 def _split_deleted(items: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """The ids of the items with ``deleted: true``, and the other items."""
-    flags = list(map(_GET_DELETED, items))
-    if set(map(type, flags)) <= {bool, type(None)} and True not in flags:
-        return [], items  # no tombstone (``in`` compares by ==: only bools and None here)
+    flags = values_of(items, "deleted")
+    with contextlib.suppress(TypeError):  # an unhashable flag: the per-item look below
+        # Only ``True`` marks a tombstone: anything equal to False or None (0, 0.0) is no
+        # tombstone either, and 1 or 1.0 (equal to True) takes the per-item look.
+        if set(flags) <= _NO_TOMBSTONE:
+            return [], items
     gone = [item["id"] for item, flag in zip(items, flags, strict=True) if flag is True]
     kept = [item for item, flag in zip(items, flags, strict=True) if flag is not True]
     return gone, kept
 
 
-_GET_ID = operator.methodcaller("get", "id")
-_GET_DELETED = operator.methodcaller("get", "deleted")
+_NO_TOMBSTONE = frozenset({False, None})
 
 
 def _pulled_by_id(items: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], bool]:
@@ -618,7 +621,7 @@ def _pulled_by_id(items: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[st
     items are dicts already, stored as they are (nothing here changes them).
     """
     if set(map(type, items)) == {dict}:
-        ids = list(map(_GET_ID, items))
+        ids = values_of(items, "id")  # type: ignore[arg-type]
         if all_valid_ids(ids):  # the usual page, checked in a few C-level calls
             return dict(zip(ids, items, strict=True)), True
     usable = {

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import operator
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -26,7 +24,14 @@ from ..protocol.dates import EPOCH, truncate_millis
 from ._conflicts import SyncHandler
 from ._context import PageApplied, delta_token_key
 from ._flows import Flow, Prefetch, push_flow
-from ._http import Page, RequestBuilder, check_table_name, decode_ahead, parse_page
+from ._http import (
+    Page,
+    RequestBuilder,
+    check_table_name,
+    decode_ahead,
+    parse_page,
+    values_of,
+)
 from ._paging import PageCursor, QueryParams, include_deleted_param, query_params
 from ._progress import ProgressCallback, SyncPhase, SyncProgress, report
 from ._results import PullResult, PushResult
@@ -344,7 +349,7 @@ def _ordered_last_stamp(table: str, page: Page) -> dt.datetime | None:
     text order needs no parsing but the last; anything else is parsed and compared as time
     (rows without a readable stamp are left out of the comparison).
     """
-    if _canonical_and_ordered(list(map(_GET_UPDATED_AT, page.items))):
+    if _canonical_and_ordered(values_of(page.items, "updatedAt")):
         return _updated_at(page.items[-1])
     stamps = [_updated_at(item) for item in page.items]
     known = [stamp for stamp in stamps if stamp is not None]
@@ -356,21 +361,29 @@ def _ordered_last_stamp(table: str, page: Page) -> dt.datetime | None:
     return stamps[-1]
 
 
-_STAMP = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
-_GET_UPDATED_AT = operator.methodcaller("get", "updatedAt")
-_STAMP_LENGTH = 24
-# Every stamp of a page at once, one per line: one regex call instead of one per row.
-_CANONICAL_STAMPS = re.compile(rf"(?:{_STAMP}\n)*{_STAMP}", re.ASCII)
+# A canonical stamp with every digit made 0: the shape each stamp of a page must have.
+_STAMP_SHAPE = b"0000-00-00T00:00:00.000Z"
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 
 
 def _canonical_and_ordered(texts: list[Any]) -> bool:
-    """Whether every stamp is canonical text and they come in order (C-level checks only)."""
+    """Whether every stamp is canonical text and they come in order (C-level checks only).
+
+    Every stamp at once, one per line, its digits zeroed, against the shape repeated: one
+    pass over the page's bytes instead of a regular expression (which cost a fifth of the
+    pull's work on the flow's thread).
+    """
     if set(map(type, texts)) != {str}:
         return False  # missing, null or not text: the general path tells which
-    joined = "\n".join(texts)
-    # 24 characters and a separator each: no text held a newline, so each is one stamp.
-    one_each = len(joined) == len(texts) * (_STAMP_LENGTH + 1) - 1
-    return one_each and _CANONICAL_STAMPS.fullmatch(joined) is not None and sorted(texts) == texts
+    try:
+        joined = "\n".join(texts).encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    shapes = _STAMP_SHAPE + b"\n"
+    # Only ASCII digits were zeroed, so equal shapes mean canonical stamps, one per line.
+    return joined.translate(_ZERO_DIGITS) == shapes * (len(texts) - 1) + _STAMP_SHAPE and (
+        sorted(texts) == texts
+    )
 
 
 def _check_usable(table: str, page: Page) -> None:
