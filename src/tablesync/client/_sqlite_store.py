@@ -355,7 +355,7 @@ class SQLiteStore:
 
         SQLite reads the page and copies each object's text itself, in C and without Python's
         lock: per row, encoding the decoded item again and binding it cost the client more
-        than SQLite's insert (see :class:`~tablesync.client.JsonPageStore`).
+        than SQLite's insert (see ``JsonPageStore`` in ``_store``).
         """
         name = self._ensure_table(table_key(table))
         where, params = "true", [text, path]
