@@ -165,6 +165,21 @@ _DECODED: weakref.WeakKeyDictionary[httpx.Response, Any] = weakref.WeakKeyDictio
 _NOT_DECODED = object()
 
 
+def parse_ahead(response: httpx.Response) -> None:
+    """:func:`parse_page` now, for ``parse_page`` to hand out later (``Prefetch.prepare``).
+
+    Like :func:`decode_ahead`, and the page's checks too (its ids, its shape) run on the thread
+    that fetched it: the flow's thread, which stores the page before, has that much less to do
+    between two pages. A response that is not a page is left to ``parse_page`` to report.
+    """
+    if response.is_success:
+        with contextlib.suppress(ServerError):
+            _PARSED[response] = parse_page(response)
+
+
+_PARSED: weakref.WeakKeyDictionary[httpx.Response, Page] = weakref.WeakKeyDictionary()
+
+
 def _etag_version(response: httpx.Response) -> str | None:
     etag = response.headers.get("ETag")
     if not etag:
@@ -260,6 +275,9 @@ def parse_page(response: httpx.Response) -> Page:
 
     A lone object is one item (as the official .NET client reads it).
     """
+    parsed = _PARSED.pop(response, None)  # handed out once, as decode_body's pages
+    if parsed is not None:
+        return parsed
     check(response)
     body = decode_body(response)
     count: Any = None

@@ -28,7 +28,7 @@ from ._http import (
     Page,
     RequestBuilder,
     check_table_name,
-    decode_ahead,
+    parse_ahead,
     parse_page,
     values_of,
 )
@@ -193,7 +193,7 @@ def _full_pull(
         cursor.advance(page)
         request = cursor.request()
         if request is not None:
-            yield Prefetch(request, decode_ahead)  # the next page travels while this is stored
+            yield Prefetch(request, parse_ahead)  # the next page travels while this is stored
         _apply(context, spec, page, tally, progress)
 
 
@@ -224,7 +224,7 @@ def _incremental_pull(
 
     def prefetch(cursor: PullCursor, block: bool) -> Prefetch:
         """The page after ``cursor``, with the guess at the page after that (see ``_guess``)."""
-        return Prefetch(page_request(cursor, block), decode_ahead, partial(guess, cursor, block))
+        return Prefetch(page_request(cursor, block), parse_ahead, partial(guess, cursor, block))
 
     def guess(cursor: PullCursor, block: bool, response: httpx.Response) -> Prefetch | None:
         last = last_item_guess(response.content)
