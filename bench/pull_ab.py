@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def worker(checkout: str) -> None:
@@ -27,10 +29,7 @@ def worker(checkout: str) -> None:
     sys.path.insert(0, str(Path(checkout) / "bench"))  # that side's bench, and through it src
     for name in ("_common", "_limits", "_seed", "client_bench"):
         sys.modules.pop(name, None)
-    import _limits
     import client_bench as cb
-    from _common import group_cpu_seconds
-    from _seed import TABLE
 
     import tablesync
 
@@ -38,6 +37,18 @@ def worker(checkout: str) -> None:
     sys.argv = [sys.argv[0], "--pull-only", "--memory-rows", "0"]
     args = cb.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tablesync-pull-ab-"))
+    try:
+        serve(cb, args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def serve(cb: Any, args: Any, work: Path) -> None:
+    """Pull on each line of stdin, from the bench server of this side."""
+    import _limits
+    from _common import group_cpu_seconds
+    from _seed import TABLE
+
     with cb.bench_server(args, work) as url:
         print("ready", flush=True)
         for _ in sys.stdin:
