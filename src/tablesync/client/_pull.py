@@ -223,7 +223,7 @@ def _incremental_pull(
         return builder.build("GET", url, params=query, query=True)
 
     def prefetch(cursor: PullCursor, block: bool) -> Prefetch:
-        """The page after ``cursor``, with the guess at the page after that (see ``_guess``)."""
+        """The page after ``cursor``, with the guess at the page after that (``guess``)."""
         return Prefetch(page_request(cursor, block), parse_ahead, partial(guess, cursor, block))
 
     def guess(cursor: PullCursor, block: bool, response: httpx.Response) -> Prefetch | None:
