@@ -8,6 +8,7 @@ that did not happen returns ``written=False`` and the caller rolls back (undoing
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
@@ -130,18 +131,25 @@ def query_rows(
     skip: int,
     limit: int,
     columns: Sequence[ColumnElement[Any]] | None = None,
-) -> list[sa.Row[Any]]:
+) -> list[Any]:
     """One page of rows matching ``where`` inside the view, as tuples in ``table.c`` order.
 
     Plain rows, not mappings: the page renderer reads them by position (see ``_items``). On
     SQLite and PostgreSQL, timestamps come back as wire text (SQLite's stored text, PostgreSQL's
     ``to_char``): parsing them into datetimes to format them back cost more than the rest of
-    the row. ``columns`` selects something else for each row (``_page_json``).
+    the row. ``columns`` selects something else for each row (``_page_json``): those rows are
+    the driver's own tuples, since a SQLAlchemy ``Row`` per row cost a third as much as the
+    page's statement (0.4 of 1.4 ms for 1,000 rows) and they need no result processing.
     """
+    raw = columns is not None
     if columns is None:
         columns = _page_columns(state.table, conn.dialect.name)
     stmt = sa.select(*columns).where(view, *where).order_by(*order_by).offset(skip).limit(limit)
-    return list(conn.execute(stmt).all())
+    result = conn.execute(stmt)
+    if not raw:
+        return list(result.all())
+    with contextlib.closing(result):
+        return list(result.cursor.fetchall())
 
 
 @functools.lru_cache(maxsize=256)
