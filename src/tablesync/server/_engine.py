@@ -49,6 +49,8 @@ def make_engine(database: str | Engine, *, pool_size: int = 8, max_overflow: int
         engine = _create(normalize_url(database), pool_size, max_overflow)
     if engine.dialect.name == "sqlite":
         _prepare_sqlite(engine)
+    elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        _send_deferred_first(engine)
     return engine
 
 
@@ -189,3 +191,115 @@ def _sqlite_statement_timeout(engine: Engine, timeout_s: float) -> None:
         deadline = conn.info.get(_DEADLINE)
         if deadline is not None:
             deadline.at = time.monotonic() + timeout_s
+
+
+#: ``Connection.info`` key: what ``defer`` holds back (a ``_Deferred``).
+_DEFERRED = "tablesync_deferred_sql"
+#: ``Connection.info`` key (of the pooled connection): the deferral hooks are installed.
+_DEFERRING = "tablesync_deferring"
+
+
+class _Deferred:
+    """Statements held back for ``conn``'s current transaction, and whether they failed."""
+
+    __slots__ = ("failed", "statements", "transaction")
+
+    def __init__(self, transaction: Any) -> None:
+        self.transaction = transaction
+        self.statements: list[str] = []
+        self.failed = False
+
+
+def can_defer(conn: sa.Connection) -> bool:
+    """Whether ``defer`` works on ``conn`` (PostgreSQL through psycopg 3, see ``make_engine``)."""
+    return bool(conn.info.get(_DEFERRING, False))
+
+
+def defer(conn: sa.Connection, *statements: str) -> None:
+    """Send ``statements`` in one query with the next statement ``conn`` executes.
+
+    For statements without parameters whose results nobody reads (a write's savepoint). The
+    insert of a group commit sends them in its own query (``take_deferred``): one round trip
+    per write where there were two, and one GIL hand-over fewer between the group's worker
+    thread and the event loop (docs/benchmarks.md). Any other statement sends them first, in
+    one query of their own. An error of theirs is raised by that next statement (see
+    ``settle_deferred``). Only for ``conn``'s current transaction: another ignores them.
+    """
+    held = _held(conn)
+    if held is None:
+        held = conn.info[_DEFERRED] = _Deferred(conn.get_transaction())
+    held.statements.extend(statements)
+
+
+def take_deferred(conn: sa.Connection) -> str:
+    """The held-back statements as one text, for the caller to send first in its own query.
+
+    They then count as sent. Empty when none are held, and when the transaction is already
+    aborted: they would fail there, so they count as failed (``settle_deferred``) and the
+    caller's statement raises the abort alone.
+    """
+    held = _held(conn)
+    if held is None or not held.statements:
+        return ""
+    statements, held.statements = held.statements, []
+    if _aborted(conn.connection.dbapi_connection):
+        held.failed = True
+        return ""
+    return "".join(f"{sql}; " for sql in statements)
+
+
+def settle_deferred(conn: sa.Connection) -> bool:
+    """Forget what ``defer`` held back; whether it never took effect (not sent, or failed)."""
+    held = _held(conn)
+    conn.info.pop(_DEFERRED, None)
+    return held is not None and (held.failed or bool(held.statements))
+
+
+def _held(conn: sa.Connection) -> _Deferred | None:
+    held: _Deferred | None = conn.info.get(_DEFERRED)
+    # Only in the transaction they were deferred in: a pooled connection outlives it.
+    if held is None or held.transaction is not conn.get_transaction():
+        return None
+    return held
+
+
+def _send_deferred_first(engine: Engine) -> None:
+    """Send the statements of ``defer`` before the next statement (psycopg 3)."""
+    if getattr(engine, "_tablesync_deferring", False):
+        return
+    engine._tablesync_deferring = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_DEFERRING] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(connection: sa.Connection, cursor: Any, *_args: Any) -> None:
+        _send_deferred(connection, cursor.connection)
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: sa.Connection) -> None:
+        # Nothing was executed after them: send them now, so that the commit has them.
+        _send_deferred(connection, connection.connection.dbapi_connection)
+
+
+def _send_deferred(connection: sa.Connection, dbapi_connection: Any) -> None:
+    """Send the held-back statements in one query of their own, if there are any."""
+    try:
+        held = _held(connection)
+    except NotImplementedError:  # the dialect's first-connect checks: nothing held
+        return
+    if held is None or not held.statements:
+        return
+    statements, held.statements = held.statements, []
+    try:
+        dbapi_connection.execute("; ".join(statements))
+    except Exception:
+        held.failed = True
+        raise
+
+
+def _aborted(dbapi_connection: Any) -> bool:
+    """Whether a failed statement aborted the connection's transaction (PostgreSQL)."""
+    status = getattr(getattr(dbapi_connection, "info", None), "transaction_status", None)
+    return getattr(status, "name", None) == "INERROR"
