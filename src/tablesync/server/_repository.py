@@ -259,11 +259,16 @@ class _OneTripInsert:
             for name, process in self.binds
             for value in (values[name],)
         }
-        sql = take_deferred(conn) + self.sql
         dbapi_connection = conn.connection.dbapi_connection
         cursor = self.cursor_class(dbapi_connection)
+        sql = self.sql
         try:
-            cursor.execute(sql, params)
+            # Bound on the client first: a value psycopg refuses (a NUL character) fails
+            # here, before anything is sent, so the held-back savepoint stays unsent and
+            # the write's rollback knows there is nothing to roll back to.
+            query = cursor.mogrify(sql, params)
+            sql = take_deferred(conn) + query
+            cursor.execute(sql)  # no parameters: sent as it is
             while cursor.description is None and cursor.nextset():
                 pass  # past the savepoint's results to the insert's
             row = cursor.fetchone()
