@@ -8,7 +8,7 @@ The writes of a ``$batch`` share one transaction (:class:`WriteBatch`), each in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -328,11 +328,13 @@ class TableService:
         return WriteBatch(self.schema.writer, tables)
 
     def write_together(
-        self, writes: Sequence[Callable[[WriteBatch], Reply]], table: str
+        self, writes: Iterable[Callable[[WriteBatch], Reply]], table: str
     ) -> list[Reply | Exception]:
         """Run single-request writes in one transaction, each in its own savepoint.
 
-        What ``DatabaseRunner.write_grouped`` runs ("group commit"). A write that fails with
+        What ``DatabaseRunner.write_grouped`` runs ("group commit"). Each write is taken from
+        ``writes`` when its turn comes: on PostgreSQL, the writes that arrive while the group
+        waits for the table's clock row, or runs, join it. A write that fails with
         an error of its own (a 4xx, a value the database rejects) has its savepoint rolled
         back, as alone it would have had its transaction, and the next write runs. Any other
         failure (the database busy or broken, a bug) may leave the transaction in doubt: the
