@@ -107,10 +107,19 @@ def test_each_insert_of_a_postgres_group_keeps_its_own_outcome(postgres_url: str
         {"id": "bad", "n": "two"},  # refused before the database: 400
         {"id": "b", "n": 3},
     ]
-    replies = _run(_app(postgres_url), bodies)
+    app = _app(postgres_url)
+    through_sqlalchemy: list[str] = []
+
+    @sa.event.listens_for(app.state.tablesync.schema.writer, "before_cursor_execute")
+    def _on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        through_sqlalchemy.append(statement.split()[0])
+
+    replies = _run(app, bodies)
 
     statuses = [reply.status_code for reply in replies]
     assert statuses == [201, 201, 409, 400, 201], [r.text for r in replies]
+    # Each insert went with its savepoint in one query of psycopg's, not through SQLAlchemy.
+    assert not {"INSERT", "SAVEPOINT", "RELEASE"} & set(through_sqlalchemy), through_sqlalchemy
     conflict = replies[2]
     assert conflict.json()["n"] == 0
     assert conflict.headers["ETag"] == replies[0].headers["ETag"]

@@ -49,8 +49,6 @@ def make_engine(database: str | Engine, *, pool_size: int = 8, max_overflow: int
         engine = _create(normalize_url(database), pool_size, max_overflow)
     if engine.dialect.name == "sqlite":
         _prepare_sqlite(engine)
-    elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
-        _send_deferred_first(engine)
     return engine
 
 
@@ -137,8 +135,16 @@ def reader(engine: Engine) -> Engine:
 
 
 def writer(engine: Engine) -> Engine:
-    """The same engine (and pool) whose transactions take SQLite's write lock at BEGIN."""
-    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    """The same engine (and pool) for writes.
+
+    Its transactions take SQLite's write lock at BEGIN. On PostgreSQL through psycopg 3 its
+    connections can hold statements back (``defer``); the hooks that send them are on this
+    engine only, so reads do not pay for SQLAlchemy's event dispatch.
+    """
+    writes = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        _send_deferred_first(writes)
+    return writes
 
 
 def limit_statements(engine: Engine, timeout_ms: int) -> None:
@@ -195,8 +201,8 @@ def _sqlite_statement_timeout(engine: Engine, timeout_s: float) -> None:
 
 #: ``Connection.info`` key: what ``defer`` holds back (a ``_Deferred``).
 _DEFERRED = "tablesync_deferred_sql"
-#: ``Connection.info`` key (of the pooled connection): the deferral hooks are installed.
-_DEFERRING = "tablesync_deferring"
+#: Attribute of a ``writer`` engine whose connections send what ``defer`` holds back.
+_DEFERRING = "_tablesync_deferring"
 
 
 class _Deferred:
@@ -211,8 +217,8 @@ class _Deferred:
 
 
 def can_defer(conn: sa.Connection) -> bool:
-    """Whether ``defer`` works on ``conn`` (PostgreSQL through psycopg 3, see ``make_engine``)."""
-    return bool(conn.info.get(_DEFERRING, False))
+    """Whether ``defer`` works on ``conn``: one of a ``writer`` engine on psycopg 3."""
+    return bool(getattr(conn.engine, _DEFERRING, False))
 
 
 def defer(conn: sa.Connection, *statements: str) -> None:
@@ -265,13 +271,7 @@ def _held(conn: sa.Connection) -> _Deferred | None:
 
 def _send_deferred_first(engine: Engine) -> None:
     """Send the statements of ``defer`` before the next statement (psycopg 3)."""
-    if getattr(engine, "_tablesync_deferring", False):
-        return
-    engine._tablesync_deferring = True  # type: ignore[attr-defined]
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_DEFERRING] = True
+    setattr(engine, _DEFERRING, True)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _on_execute(connection: sa.Connection, cursor: Any, *_args: Any) -> None:
