@@ -35,23 +35,35 @@ def test_every_command_has_help_text() -> None:
 def test_serve_passes_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import uvicorn
 
+    from tablesync.cli import _workers
+
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    pools: list[tuple[uvicorn.Config, int]] = []
+    monkeypatch.setattr(_workers, "serve_workers", lambda config, n: pools.append((config, n)))
     monkeypatch.chdir(tmp_path)
     for var in ("TABLESYNC_DATABASE", "TABLESYNC_CONFIG", "TABLESYNC_DYNAMIC_SCHEMA"):
         monkeypatch.delenv(var, raising=False)
-    result = CliRunner().invoke(cli, ["serve", "--port", "8123", "--workers", "3"])
+    result = CliRunner().invoke(cli, ["serve", "--port", "8123"])
     assert result.exit_code == 0, result.output
     assert "Development mode" in result.output and "dynamic schema on" in result.output
     assert (tmp_path / "tablesync.db").exists()
     (call,) = calls
-    assert call["factory"] is True and call["workers"] == 3 and call["port"] == 8123
+    assert call["factory"] is True and call["workers"] == 1 and call["port"] == 8123
     assert call["access_log"] is True
     assert call["app"] == "tablesync.server._factory:app_from_environment"
     assert os.environ["TABLESYNC_DATABASE"] == "sqlite:///tablesync.db"
     assert os.environ["TABLESYNC_DYNAMIC_SCHEMA"] == "true"
     CliRunner().invoke(cli, ["serve", "--no-access-log"])
     assert calls[-1]["access_log"] is False
+    result = CliRunner().invoke(cli, ["serve", "--workers", "3", "--shutdown-timeout", "7"])
+    assert result.exit_code == 0, result.output
+    if _workers.supported():  # Linux: a socket per worker
+        ((config, workers),) = pools
+        assert workers == 3 and config.factory and config.port == 8000
+        assert config.app == call["app"] and config.timeout_graceful_shutdown == 7
+    else:
+        assert calls[-1]["workers"] == 3 and not pools
 
 
 def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_the_sync_client_decodes_the_next_page_on_its_fetching_thread(
     assert decoded_on[0] == threading.main_thread().name
     assert len(decoded_on) == 4 and all(n.startswith("tablesync-prefetch") for n in decoded_on[1:])
     # Each decoded page was handed out and let go: none is held for its response's lifetime.
-    assert len(_http._DECODED) == 0
+    assert len(_http._DECODED) == 0 and len(_http._PARSED) == 0
 
 
 @pytest.mark.anyio
@@ -240,3 +240,54 @@ async def test_async_a_store_failure_drops_the_page_ahead_and_surfaces(tmp_path:
         check_one_page_kept(store)
         # A mock transport answers within the prefetch task, before page 2 is stored.
         assert len(server.requests) == 3
+
+
+# -- the guessed next request -------------------------------------------------------------------
+
+
+def test_the_next_request_goes_out_before_the_page_is_decoded(
+    served: tuple[str, SeenGets], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync.client import _http
+
+    url, seen = served
+    ahead: list[bool] = []
+
+    def loads_once_the_next_get_arrived(data: bytes | str) -> Any:
+        # Page 2 is decoded on the fetching thread only after the request for page 3 reached
+        # the server: sent on the guess, since the flow cannot have read page 2 yet.
+        if threading.current_thread().name.startswith("tablesync-prefetch") and not ahead:
+            ahead.append(seen.arrived[2].wait(5))
+        return orjson.loads(data)
+
+    monkeypatch.setattr(_http, "loads", loads_once_the_next_get_arrived)
+    with SQLiteStore(tmp_path / "c.db") as store, Client(url, store=store, page_size=PAGE) as c:
+        assert c.sync_table("todoitem").pull(query_id="all").upserted == ROWS
+    assert ahead == [True]
+    assert seen.gets == 4  # every guess was the request the flow wanted: none wasted
+
+
+def test_a_wrong_guess_is_sent_but_never_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync.client import _pull
+
+    # Each row ends with an object that looks like an item: the guess reads it as the last
+    # item, and its cursor would skip every row before 2099.
+    items = [{**r, "meta": {"id": "zzz", "updatedAt": "2099-01-01T00:00:00.000Z"}} for r in rows(9)]
+    server = Rows(items, page_size=3)
+    guessed: list[Any] = []
+
+    def recording_guess(content: bytes) -> Any:
+        guessed.append(_pull_guess(content))
+        return guessed[-1]
+
+    _pull_guess = _pull.last_item_guess
+    monkeypatch.setattr(_pull, "last_item_guess", recording_guess)
+    with SQLiteStore(tmp_path / "c.db") as store, sync_client(store, server) as client:
+        result = client.sync_table("todo").pull(query_id="all")
+        assert result.upserted == 9
+        assert store.count_items("todo") == 9
+        assert store.get_config("deltaToken|todo|all") == f"{stamp(9)} r008"
+    # Pages 2 and 3 gave the wrong guess (page 1 is read by the flow, page 4 is empty).
+    assert [guess and guess["id"] for guess in guessed] == ["zzz", "zzz", None]

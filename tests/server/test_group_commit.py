@@ -446,3 +446,26 @@ def test_postgres_writes_arriving_while_a_group_waits_for_the_clock_join_it(
     stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
     assert stamps == sorted(set(stamps))
     assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(6)}, "clock": stamps[-1]}
+
+
+def test_replies_are_rendered_after_their_group_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering a reply holds no lock: the other processes' writers need not wait for it."""
+    app = _app(tmp_path / "render.db")
+    events: list[str] = []
+    sa.event.listen(app.state.tablesync.schema.engine, "commit", lambda _: events.append("commit"))
+    from tablesync.server import _replies
+
+    render = _replies.render
+
+    def recorded(*args: Any) -> Any:
+        events.append("render")
+        return render(*args)
+
+    monkeypatch.setattr(_replies, "render", recorded)
+    replies = asyncio.run(_post_all(app, [{"id": "a", "n": 1}, {"id": "b", "n": 2}]))
+
+    assert [reply.status_code for reply in replies] == [201, 201]
+    assert replies[1].json()["n"] == 2 and replies[1].headers["Location"].endswith("/todo/b")
+    assert events == ["commit", "render", "render"]

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,6 +14,8 @@ from .._exceptions import ServerConfigError
 from .._version import __version__
 
 DEV_DATABASE = "sqlite:///tablesync.db"
+#: What each server process serves, built from the environment that ``serve`` sets.
+APP = "tablesync.server._factory:app_from_environment"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -79,6 +82,7 @@ def serve(
     import uvicorn
 
     from ..server._factory import CONFIG_VAR, DATABASE_VAR, DYNAMIC_VAR, app_from_environment
+    from . import _workers
 
     development = database is None and config_path is None
     if development:
@@ -98,16 +102,18 @@ def serve(
         app_from_environment().state.tablesync.schema.engine.dispose()
     except ServerConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    uvicorn.run(
-        "tablesync.server._factory:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        timeout_graceful_shutdown=shutdown_timeout,
-        log_level="info",
-        access_log=access_log,
-    )
+    settings: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "timeout_graceful_shutdown": shutdown_timeout,
+        "log_level": "info",
+        "access_log": access_log,
+    }
+    if workers > 1 and _workers.supported():
+        _workers.serve_workers(uvicorn.Config(APP, **settings), workers)
+    else:
+        uvicorn.run(APP, workers=workers, **settings)
 
 
 def _set_env(name: str, value: str | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +16,7 @@ from ._conflicts import ResolveFunction, SyncHandler, make_handler
 from ._context import SyncContext
 from ._flows import Flow, Prefetch, push_flow
 from ._http import RequestBuilder, check_table_name, parse_api_version_arg
+from ._prefetch import Prefetcher
 from ._progress import ProgressCallback
 from ._pull import PullSpec, sync_flow
 from ._results import PullResult, PushResult
@@ -260,28 +260,21 @@ class Client(BaseClient):
         """Drive a sans-I/O flow: send what it yields, throw transport failures into it.
 
         A :class:`Prefetch` is sent on a background thread while the flow goes on (a pull
-        stores page N meanwhile); the flow's next request is that one, and its outcome is
-        handed in as if it had been sent then. If the flow stops first (an error, an
-        interrupt), the prefetched response is dropped unread by anyone.
+        stores page N meanwhile), and so is the guess at the request after it (``_prefetch``);
+        the flow's next request is that one, and its outcome is handed in as if it had been
+        sent then. If the flow stops first (an error, an interrupt), the prefetched response
+        is dropped unread by anyone.
         """
-        ahead: tuple[httpx.Request, Future[httpx.Response]] | None = None
-        pool: ThreadPoolExecutor | None = None
+        ahead = Prefetcher(self._send)
         try:
             step = next(flow)
             while True:
                 if isinstance(step, Prefetch):
-                    if ahead is not None:
-                        raise RuntimeError("a flow prefetched a second request before the first")
-                    pool = pool or ThreadPoolExecutor(1, thread_name_prefix="tablesync-prefetch")
-                    ahead = step.request, pool.submit(self._fetch_ahead, step)
+                    ahead.start(step)
                     step = next(flow)
                     continue
                 try:
-                    if ahead is not None and ahead[0] is step:
-                        future, ahead = ahead[1], None
-                        response = future.result()
-                    else:
-                        response = self._send(step)
+                    response = ahead.response() if ahead.holds(step) else self._send(step)
                 except TransportError as exc:
                     step = flow.throw(exc)
                 else:
@@ -291,16 +284,7 @@ class Client(BaseClient):
             return result
         finally:
             flow.close()
-            if pool is not None:
-                # Not waiting: an interrupted pull returns now; the thread ends with its request.
-                pool.shutdown(wait=False, cancel_futures=True)
-
-    def _fetch_ahead(self, step: Prefetch) -> httpx.Response:
-        """Send a prefetched request and run its ``prepare`` (on the fetching thread)."""
-        response = self._send(step.request)
-        if step.prepare is not None:
-            step.prepare(response)
-        return response
+            ahead.close()
 
     def _run_exclusive(self, flow: Flow[T]) -> T:
         """Drive a push or pull flow, one at a time per client."""

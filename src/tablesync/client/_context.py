@@ -9,16 +9,18 @@ any instant leaves a consistent store behind.
 
 from __future__ import annotations
 
-import operator
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import QueueError, StoreError, UsageError
 from ..protocol import all_valid_ids, dumps, is_valid_id, loads, new_id, strip_system_properties
+from ._http import values_of
 from ._queue import Collapse, collapse
 from ._store import (
     BulkLocalStore,
+    JsonPageStore,
     LocalStore,
     Operation,
     OperationError,
@@ -436,23 +438,57 @@ class SyncContext:
         items: Sequence[Mapping[str, Any]],
         *,
         delta_token: tuple[str, str] | None = None,
+        source: tuple[bytes, str] | None = None,
     ) -> PageApplied:
         """Store one pulled page and its delta token in ONE transaction (protocol.md §8.5).
 
         Items with a pending local operation are skipped (the local change wins until it is
-        pushed); ``deleted: true`` removes the local row; the rest are upserted.
+        pushed); ``deleted: true`` removes the local row; the rest are upserted. ``source`` is
+        the page's JSON text and the path of ``items`` in it: a :class:`JsonPageStore` writes
+        them from there (the same items, as the server wrote them).
         """
-        latest = _pulled_by_id(items)
+        latest, usual = _pulled_by_id(items)
         with self.store.atomic():
             pending = self._pending_ids(table, list(latest))
             fresh = [item for item in latest.values() if item["id"] not in pending]
             gone, kept = _split_deleted(fresh)
             self.store.delete_items(table, gone)
-            self.store.upsert_items(table, kept)
+            left_out = {*gone, *pending.intersection(latest)}
+            if not (usual and source and self._upsert_source(table, items, source, left_out)):
+                self.store.upsert_items(table, kept)
             if delta_token is not None:
                 self.store.set_config(*delta_token)
         skipped = len(items) - len(kept) - len(gone)
         return PageApplied(upserted=len(kept), deleted=len(gone), skipped=skipped)
+
+    def _upsert_source(
+        self,
+        table: str,
+        items: Sequence[Mapping[str, Any]],
+        source: tuple[bytes, str],
+        left_out: set[str],
+    ) -> bool:
+        """Write the page's items from its text, if the store can; False to write them anyway.
+
+        Only for a page whose every entry is an item with a valid id (``usual``): the text
+        holds every entry. Rows sharing an id are written in order, so the last copy stays,
+        as in the decoded path; ids deleted or pending are left out altogether.
+        """
+        store = self.store
+        if not isinstance(store, JsonPageStore):
+            return False
+        expected = len(items)
+        if left_out:
+            expected -= sum(item["id"] in left_out for item in items)
+        try:
+            text = source[0].decode()
+            with store.atomic():
+                if store.upsert_json_items(table, text, source[1], left_out) != expected:
+                    # The store read other entries than the decoder did: undo, use the items.
+                    raise StoreError("the page's text does not hold its decoded items")
+        except (StoreError, UnicodeDecodeError):
+            return False
+        return True
 
     def _pending_ids(self, table: str, item_ids: list[str]) -> set[str]:
         count = self.store.count_operations(table)
@@ -564,33 +600,36 @@ def _stamps(server_item: Mapping[str, Any]) -> dict[str, Any]:
 
 def _split_deleted(items: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """The ids of the items with ``deleted: true``, and the other items."""
-    flags = list(map(_GET_DELETED, items))
-    if set(map(type, flags)) <= {bool, type(None)} and True not in flags:
-        return [], items  # no tombstone (``in`` compares by ==: only bools and None here)
+    flags = values_of(items, "deleted")
+    with contextlib.suppress(TypeError):  # an unhashable flag: the per-item look below
+        # Only ``True`` marks a tombstone: anything equal to False or None (0, 0.0) is no
+        # tombstone either, and 1 or 1.0 (equal to True) takes the per-item look.
+        if set(flags) <= _NO_TOMBSTONE:
+            return [], items
     gone = [item["id"] for item, flag in zip(items, flags, strict=True) if flag is True]
     kept = [item for item, flag in zip(items, flags, strict=True) if flag is not True]
     return gone, kept
 
 
-_GET_ID = operator.methodcaller("get", "id")
-_GET_DELETED = operator.methodcaller("get", "deleted")
+_NO_TOMBSTONE = frozenset({False, None})
 
 
-def _pulled_by_id(items: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The page's usable items by id.
+def _pulled_by_id(items: Sequence[Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The page's usable items by id, and whether every entry was one.
 
     A page that repeats an id (a server paging over moving rows) keeps its last copy. Page
     items are dicts already, stored as they are (nothing here changes them).
     """
     if set(map(type, items)) == {dict}:
-        ids = list(map(_GET_ID, items))
+        ids = values_of(items, "id")  # type: ignore[arg-type]
         if all_valid_ids(ids):  # the usual page, checked in a few C-level calls
-            return dict(zip(ids, items, strict=True))
-    return {
+            return dict(zip(ids, items, strict=True)), True
+    usable = {
         item["id"]: item if type(item) is dict else dict(item)
         for item in items
         if _is_pulled_item(item)
     }
+    return usable, False
 
 
 def _is_pulled_item(item: object) -> bool:

@@ -68,7 +68,8 @@ class Prefetch:
     """Start sending ``request`` now; the flow yields it again when it wants the response.
 
     At most one prefetch is in flight: a flow yields the request itself before prefetching
-    another, so no more than one page is ever held ahead of the one being stored.
+    another, so no more than one page is ever held ahead of the one being stored (a driver
+    following ``follow`` holds one more: the guess, sent but not yet asked for).
     """
 
     request: httpx.Request
@@ -76,6 +77,13 @@ class Prefetch:
     """Work the flow will do on the response anyway, which a driver may run as soon as the
     response arrives, where it was fetched (``Client``'s thread decodes the next page's JSON
     there while the flow stores the current page)."""
+    follow: Callable[[httpx.Response], Prefetch | None] | None = None
+    """A cheap guess, from this request's response alone, at the prefetch the flow will ask
+    for next (``None``: no guess). A driver may send the guess as soon as the response
+    arrives, before ``prepare`` and before the flow has read the response; it uses the
+    guess's response only if the flow then prefetches the very same request, so a wrong guess
+    costs a wasted request, never a wrong result. Runs on the driver's fetching thread: it
+    must only read the response and values fixed when the prefetch was made."""
 
 
 Flow = Generator[httpx.Request | Prefetch, httpx.Response, T]

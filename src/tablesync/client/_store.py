@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -205,4 +205,28 @@ class BulkLocalStore(LocalStore, Protocol):
 
     def operations_for_items(self, table: str, item_ids: Iterable[str]) -> dict[str, Operation]:
         """The queued operations of the given items, keyed by item id (one query per chunk)."""
+        ...
+
+
+@runtime_checkable
+class JsonPageStore(LocalStore, Protocol):
+    """A store that writes a pulled page's items straight from the page's JSON text (optional).
+
+    ``SyncContext.apply_pulled_page`` uses it when the store has it and the page is an
+    ordinary one (every entry an object with a valid id), and falls back to
+    :meth:`LocalStore.upsert_items` of the decoded items otherwise, or when this raises
+    ``StoreError``. It spares decoding-free stores the encoding of each item again and one
+    call per row (``SQLiteStore`` does the whole page in one statement).
+    """
+
+    def upsert_json_items(
+        self, table: str, text: str, path: str, leave_out: Collection[str] = ()
+    ) -> int:
+        """Upsert the objects of the JSON array at ``path`` of ``text``, as they are.
+
+        ``path`` is a SQLite JSON path (``"$"``, ``"$.items"``); objects whose ``id`` is in
+        ``leave_out`` are not written. Objects sharing an id are written in array order (the
+        last one stays). Returns how many objects were written; raises ``StoreError``
+        (writing none) if it cannot.
+        """
         ...

@@ -24,25 +24,36 @@ def is_valid_id(value: object) -> bool:
     )
 
 
-# Ids one per line: each line 1-255 allowed characters (a newline is not one of them).
-_VALID_LINES = re.compile(
-    r'(?:[^\x00-\x1f\x7f-\x9f"+?\\/`]{1,255}\n)*[^\x00-\x1f\x7f-\x9f"+?\\/`]{1,255}'
-)
+# Every forbidden character but the newline, which joins the ids checked at once.
+_FORBIDDEN_JOINED = re.compile(r'[\x00-\x09\x0b-\x1f\x7f-\x9f"+?\\/`]')
+_FORBIDDEN_BYTES = bytes([*range(0x0A), *range(0x0B, 0x20), 0x7F]) + b'"+?\\/`'
 
 
 def all_valid_ids(values: Sequence[object]) -> bool:
     """Whether every value is a valid id (:func:`is_valid_id`), checked in a few C-level calls.
 
-    For a page of a thousand pulled rows, one call per id cost more than storing the row.
+    For a page of a thousand pulled rows, one call per id cost more than storing the row (and
+    one regular expression matching the ids line by line cost a tenth of a pulled row).
     """
     if not values or set(map(type, values)) != {str}:
         return False
     ids: Sequence[str] = values  # type: ignore[assignment]
     if "." in ids or ".." in ids:
         return False
+    lengths = list(map(len, ids))
+    if min(lengths) < 1 or max(lengths) > MAX_ID_LENGTH:
+        return False
     joined = "\n".join(ids)
     # A newline inside an id would make two lines of it; the count catches that.
-    return joined.count("\n") == len(ids) - 1 and _VALID_LINES.fullmatch(joined) is not None
+    return joined.count("\n") == len(ids) - 1 and _clean(joined)
+
+
+def _clean(joined: str) -> bool:
+    """No forbidden character but newlines (ASCII text: deleting them from the bytes)."""
+    if joined.isascii():
+        data = joined.encode("ascii")
+        return len(data.translate(None, _FORBIDDEN_BYTES)) == len(data)
+    return _FORBIDDEN_JOINED.search(joined) is None
 
 
 def new_id() -> str:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import queue
 import threading
 import time
 import weakref
@@ -63,10 +64,8 @@ READ_THREADS = WRITE_THREADS = 4
 #: while it waits for its table's clock row or runs; the bound keeps its transaction, and
 #: the wait of its first write, short.
 MAX_GROUP = 64
-#: How often a writer waiting for another process's write tries the gate again. Not less
-#: than 1 ms: uvloop's timers count whole milliseconds, and ``asyncio.sleep(0.0005)`` there
-#: returns at once, so a waiting writer spun (141,000 tries a second; 15% of an insert's CPU
-#: with two processes, against about 1,000 tries a second now).
+#: How often a writer on a worker thread (one running user hooks) tries the gate again while
+#: another process holds it: ``flock`` cannot time out, so that path polls.
 _POLL_S = 0.001
 
 
@@ -107,6 +106,12 @@ class WriteGate:
                 raise _busy()
             time.sleep(_POLL_S)
 
+    def acquire_blocking(self) -> None:
+        """Wait for the gate with no time limit, woken by the kernel the moment it is free."""
+        self._threads.acquire()
+        if self._fd is not None:
+            self._flock(blocking=True)
+
     def release(self) -> None:
         """Let the next writer in."""
         if self._fd is not None:
@@ -141,6 +146,55 @@ def _busy() -> ServiceUnavailable:
     return ServiceUnavailable(
         "The database is busy or unavailable; retry shortly", headers={"Retry-After": "1"}
     )
+
+
+class _GateWaiter:
+    """A daemon thread that waits in the kernel for the gate on behalf of event loops.
+
+    Each wait is a future of the waiting loop; the thread takes the gate, then hands it over
+    on that loop. A wait given up before the gate came (it timed out, or its task was
+    cancelled) hands the gate straight back. A daemon: a thread stuck in ``flock`` behind a
+    hung process must not keep this one from exiting.
+    """
+
+    def __init__(self, gate: WriteGate) -> None:
+        self._gate = gate
+        self._requests: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="tablesync-gate", daemon=True)
+        self._thread.start()
+
+    async def wait(self) -> None:
+        """Hold the gate on return; 503 after ``WRITE_WAIT_S`` seconds."""
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._requests.put(granted)
+        try:
+            await asyncio.wait_for(asyncio.shield(granted), WRITE_WAIT_S)
+        except BaseException as exc:  # timed out, or this task was cancelled
+            if not granted.done():
+                granted.cancel()  # the thread hands the gate back when it comes
+            elif not granted.cancelled():
+                self._gate.release()  # it came just now, for nobody
+            if isinstance(exc, TimeoutError):
+                raise _busy() from None
+            raise
+
+    def stop(self) -> None:
+        """End the thread once it is not waiting (at once, unless another process writes)."""
+        self._requests.put(None)
+
+    def _serve(self) -> None:
+        while (granted := self._requests.get()) is not None:
+            self._gate.acquire_blocking()
+            try:
+                granted.get_loop().call_soon_threadsafe(self._hand_over, granted)
+            except RuntimeError:  # that loop is closed
+                self._gate.release()
+
+    def _hand_over(self, granted: asyncio.Future[None]) -> None:
+        if granted.done():  # the waiter gave up meanwhile
+            self._gate.release()
+        else:
+            granted.set_result(None)
 
 
 class _Group:
@@ -187,6 +241,7 @@ class DatabaseRunner:
         database = engine.url.database
         file_backed = self.inline and not shared and database not in (None, "", ":memory:")
         self.gate = WriteGate(f"{database}-writer.lock") if file_backed else None
+        self._waiter: _GateWaiter | None = None
         # Per event loop (an app can be driven from several, e.g. test clients on threads).
         self._queues: _PerLoop = weakref.WeakKeyDictionary()
         self._read_threads: _PerLoop = weakref.WeakKeyDictionary()
@@ -308,21 +363,24 @@ class DatabaseRunner:
             return [exc] * len(taken)
 
     async def _wait_for_gate(self) -> None:
-        """Take the gate; while another writer holds it, the loop serves other requests.
+        """Take the gate; while another process holds it, the loop serves other requests.
 
-        Polled, not waited for on a worker thread: with two server processes, a waiting
-        thread per queued write doubled the CPU of an insert (the GIL handed back and forth).
+        The wait itself is a thread blocked in ``flock``, which the kernel wakes the moment the
+        other process lets go. Polling the gate instead (every millisecond) left it idle for
+        half a poll on average at each handover, and the process that had just written
+        usually took it back first: two processes inserting did no better than one, with a
+        p99 of 120-210 ms (docs/benchmarks.md).
         """
         assert self.gate is not None
         if self.gate.try_acquire():
             return
-        deadline = time.monotonic() + WRITE_WAIT_S
-        # The waiting writers of this loop queue in order; only the first one polls.
+        # The waiting writers of this loop queue in order; only the first one waits.
         async with self._per_loop(self._queues, 1):
-            while not self.gate.try_acquire():
-                if time.monotonic() > deadline:
-                    raise _busy()
-                await asyncio.sleep(_POLL_S)
+            if self.gate.try_acquire():
+                return
+            if self._waiter is None:
+                self._waiter = _GateWaiter(self.gate)
+            await self._waiter.wait()
 
     @staticmethod
     def _per_loop(limiters: _PerLoop, tokens: int) -> anyio.CapacityLimiter:
@@ -333,7 +391,9 @@ class DatabaseRunner:
         return limiter
 
     def close(self) -> None:
-        """Release the write gate's lock file."""
+        """Stop the gate's waiting thread and release the gate's lock file."""
+        if self._waiter is not None:
+            self._waiter.stop()
         if self.gate is not None:
             self.gate.close()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
-from tablesync import QueueError, UsageError
+from tablesync import QueueError, StoreError, UsageError
 from tablesync.client._context import PageApplied, SyncContext, delta_token_key
+from tablesync.client._sqlite_store import SQLiteStore
 from tablesync.client._store import OperationError, OperationKind
 from tablesync.odata import Query
 
@@ -189,3 +191,95 @@ def test_a_page_repeating_an_id_keeps_its_last_copy(context: SyncContext) -> Non
     assert result == PageApplied(upserted=1, deleted=1, skipped=2)
     assert context.get("movies", "1") is None
     assert context.get("movies", "2") == row("2", t="c")
+
+
+# -- pages written from their JSON text (JsonPageStore) ----------------------------------------
+
+
+def as_source(body: Any, path: str = "$.items") -> tuple[bytes, str]:
+    return orjson.dumps(body), path
+
+
+def stored(context: SyncContext, table: str) -> list[dict[str, Any]]:
+    return context.store.query_items(table)
+
+
+def written_from_text(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many rows each ``upsert_json_items`` call of ``store`` wrote (the path was taken)."""
+    counts: list[int] = []
+    write = store.upsert_json_items
+
+    def recording(*args: Any) -> int:
+        counts.append(write(*args))
+        return counts[-1]
+
+    monkeypatch.setattr(store, "upsert_json_items", recording)
+    return counts
+
+
+def tricky_page() -> list[dict[str, Any]]:
+    """Every case a page can hold: tombstones, an id twice each way, a pending item, odd stamps."""
+    return [
+        row("keep", t='ünïcode \u2028 "quoted"', n=1.5, nested={"id": "x", "list": [1, None]}),
+        row("twice-kept", deleted=True),
+        row("twice-kept", t="last copy"),
+        row("twice-gone", t="first copy"),
+        row("twice-gone", deleted=True),
+        row("gone", deleted=True),
+        row("mine", t="server's"),
+        row("odd-stamp", updatedAt="2024-01-01T00:00:00Z"),
+        row("flag-one", deleted=1),  # not ``true``: kept, as the decoded path keeps it
+    ]
+
+
+@pytest.mark.parametrize("with_text", [False, True], ids=["items", "text"])
+def test_a_page_from_its_text_is_stored_as_from_its_items(
+    context: SyncContext, with_text: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context.apply_pulled_page("movies", [row("gone"), row("twice-gone"), row("mine")])
+    counts = written_from_text(context.store, monkeypatch)
+    context.update("movies", {"id": "mine", "t": "local"})
+    page = tricky_page()
+    source = as_source({"items": page, "count": None}) if with_text else None
+    result = context.apply_pulled_page("movies", page, delta_token=TOKEN, source=source)
+    assert result == PageApplied(upserted=4, deleted=2, skipped=3)
+    by_id = {item["id"]: item for item in stored(context, "movies")}
+    assert sorted(by_id) == ["flag-one", "keep", "mine", "odd-stamp", "twice-kept"]
+    assert by_id["keep"] == page[0] and by_id["odd-stamp"] == page[7]
+    assert by_id["twice-kept"]["t"] == "last copy"
+    assert by_id["mine"]["t"] == "local"  # pending: the local change wins
+    assert context.store.get_config(TOKEN[0]) == TOKEN[1]
+    # Both copies of twice-kept in order (its first, deleted copy is not left out: the last
+    # copy overwrites it), none of twice-gone, gone and mine (pending).
+    assert counts == ([5] if with_text else [])
+
+
+def test_a_text_that_does_not_hold_the_items_falls_back_to_them(
+    context: SyncContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = written_from_text(context.store, monkeypatch)
+    page = [row("1", t="decoded"), row("2")]
+    wrong = as_source({"items": [row("1", t="text")]})  # fewer entries than the decoder read
+    assert context.apply_pulled_page("movies", page, source=wrong).upserted == 2
+    assert [item.get("t") for item in stored(context, "movies")] == ["decoded", None]
+    unreadable = (b"{not json", "$.items")
+    assert context.apply_pulled_page("movies", [row("3")], source=unreadable).upserted == 1
+    assert context.store.count_items("movies") == 3
+    assert counts == [1]  # the first text was written, then undone; the second unreadable
+
+
+def test_a_bare_array_page_is_written_from_its_text(context: SyncContext) -> None:
+    page = [row("1"), row("2", t="two")]
+    assert context.apply_pulled_page("m", page, source=as_source(page, "$")).upserted == 2
+    assert stored(context, "m") == page
+
+
+def test_the_store_writes_the_objects_of_a_json_array_as_they_are(store: SQLiteStore) -> None:
+    text = '{"items": [{"id": "a", "n": 1.50}, {"id": "b"}, {"id": "a", "n": 2}], "x": 1}'
+    assert store.upsert_json_items("t", text, "$.items") == 3
+    assert store.query_items("t") == [{"id": "a", "n": 2}, {"id": "b"}]
+    assert store.upsert_json_items("t", '[{"id": "c"}, {"id": "b", "v": 1}]', "$", ["b"]) == 1
+    assert store.query_items("t") == [{"id": "a", "n": 2}, {"id": "b"}, {"id": "c"}]
+    with pytest.raises(StoreError):
+        store.upsert_json_items("t", '[{"id": "d"}', "$")  # malformed: nothing written
+    assert store.count_items("t") == 3
