@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (
+    ROOT,
     VENV_BIN,
     drop_postgres_database,
     fresh_postgres_database,
@@ -46,7 +47,8 @@ from _seed import TABLE, config_toml, seed_node, seed_tablesync
 
 LUA_DIR = Path(__file__).resolve().parent / "wrk"
 SCENARIOS = ("query", "read", "insert")
-PG_DATABASE = "tablesync_bench"
+#: Its own name per concurrent user of one PostgreSQL (each run drops and recreates it).
+PG_DATABASE = os.environ.get("TABLESYNC_BENCH_DATABASE", "tablesync_bench")
 
 
 @dataclass
@@ -127,13 +129,18 @@ def run_wrk(
 
 @contextlib.contextmanager
 def tablesync_server(
-    name: str, config: Path, port: int, workers: int, logs: Path
+    name: str, config: Path, port: int, workers: int, logs: Path, src: Path = ROOT / "src"
 ) -> Iterator[Target]:
-    """``tablesync serve`` with ``workers`` processes."""
+    """``tablesync serve`` with ``workers`` processes, running the code of ``src``.
+
+    ``src`` is put first on ``PYTHONPATH``: the venv's editable install may point at another
+    checkout, and every server process (uvicorn's workers too) must run the code measured.
+    """
     argv = [str(VENV_BIN / "tablesync"), "serve", "--config", str(config)]
     argv += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
     log = logs / f"{name}.log"
-    with started(argv, log) as process:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    with started(argv, log, env=env) as process:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/health", process, log)
         yield Target(name, url, "3.0.0", process.pid)
@@ -226,7 +233,7 @@ def report(results: Results, targets: list[Target], scenarios: tuple[str, ...]) 
     names = {t.name for t in targets}
     ratio_rows = []
     for scenario in scenarios:
-        for backend in ("sqlite", "postgres"):
+        for backend in ("sqlite", "postgres", "base-sqlite", "base-postgres"):
             w1, w2 = f"{backend}-w1", f"{backend}-w2"
             if w1 not in names:
                 continue
@@ -250,6 +257,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-node", action="store_true", help="skip the official Node server")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--base-src",
+        type=Path,
+        help="also serve the code of this src directory (e.g. a checkout of main), as base-*",
+    )
+    parser.add_argument("--port", type=int, default=18_400, help="the first server's port")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: %(default)s"
     )
@@ -280,13 +293,17 @@ def main() -> None:
                 node = stack.enter_context(node_target(args.rows, work))
                 if node is not None:
                     targets.append(node)
-            port = 18_400
+            port = args.port
+            sources = [("", ROOT / "src")]
+            if args.base_src is not None:
+                sources.append(("base-", args.base_src.resolve()))
             for backend, config in configs.items():
                 for workers in (1, 2):
-                    name = f"{backend}-w{workers}"
-                    server = tablesync_server(name, config, port, workers, work)
-                    targets.append(stack.enter_context(server))
-                    port += 1
+                    for prefix, src in sources:  # side by side: base and ours alternate
+                        name = f"{prefix}{backend}-w{workers}"
+                        server = tablesync_server(name, config, port, workers, work, src)
+                        targets.append(stack.enter_context(server))
+                        port += 1
             report(measure(args, targets, wrk), targets, args.scenarios)
     finally:
         if "postgres" in args.backends:

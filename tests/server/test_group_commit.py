@@ -411,6 +411,43 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
     assert {key for key in stored if key != "clock"} == {"w0"}
 
 
+def test_postgres_writes_arriving_while_a_group_waits_for_the_clock_join_it(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    app = _pg_app(postgres_url)
+    commits = _count_commits(app)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+            commits[0] = 0
+            # Another process holds the table's clock row: the next group waits for it.
+            with psycopg.connect(postgres_url) as other:
+                other.execute(
+                    "SELECT last_ms FROM tablesync_clock WHERE table_name = 'todo' FOR UPDATE"
+                )
+                writes = []
+                for n in range(1, 6):
+                    post = client.post("/tables/todo", json={"id": f"w{n}", "n": n}, headers=V3)
+                    writes.append(asyncio.ensure_future(post))
+                    await asyncio.sleep(0.02)  # arriving one by one, while the group waits
+                other.commit()
+            return [first, *[await write for write in writes]]
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert [reply.status_code for reply in replies] == [201] * 6
+    assert commits[0] == 1  # w1 waited for the clock row; w2-w5 joined it meanwhile
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(6)}, "clock": stamps[-1]}
+
+
 def test_replies_are_rendered_after_their_group_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

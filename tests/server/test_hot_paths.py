@@ -239,3 +239,36 @@ def test_a_stored_non_canonical_time_sends_the_page_through_python(tmp_path: Pat
         assert items[1]["due"] == "2024-01-02T03:04:05.000Z"
         assert items[4]["deleted"] is True and items[2]["done"] is None
         assert [item["text"] for item in items] == [*_AWKWARD_TEXTS, None]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "expected"),
+    [
+        ("http", "Example.COM", "http://example.com"),
+        ("http", "example.com:80", "http://example.com"),
+        ("http", "example.com:080", "http://example.com"),
+        ("https", "example.com:80", "https://example.com:80"),
+        ("https", "example.com:00443", "https://example.com"),
+        ("http", "10.0.0.1:8080", "http://10.0.0.1:8080"),
+        ("http", "[::1]:8000", "http://[::1]:8000"),  # the general path
+        ("http", "h:99999", "http://127.0.0.1:8000"),  # an impossible port: the server's
+        ("http", None, "http://127.0.0.1:8000"),
+    ],
+)
+def test_the_origin_read_from_the_host_header_is_the_urls(
+    scheme: str, host: str | None, expected: str
+) -> None:
+    from starlette.requests import Request
+
+    from tablesync.server._paging import origin
+
+    headers = [] if host is None else [(b"host", host.encode())]
+    scope = {
+        "type": "http",
+        "scheme": scheme,
+        "server": ("127.0.0.1", 8000),
+        "path": "/tables/t",
+        "headers": headers,
+        "query_string": b"",
+    }
+    assert origin(Request(scope)) == expected

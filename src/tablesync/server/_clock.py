@@ -94,7 +94,10 @@ def hold_clocks(conn: Connection, lock: Sequence[str] = ()) -> None:
     sqlite = conn.dialect.name == "sqlite"
     held = conn.info[_HELD] = _HeldClocks(conn.get_transaction(), from_first_stamp=sqlite)
     if lock and not sqlite:
-        rows = conn.execute(_lock(), {"clock_keys": sorted(lock)})  # sorted: no deadlocks
+        if len(lock) == 1:  # a group commit: one table, without the list's per-call compile
+            rows = conn.execute(_lock_one(), {"clock_key": lock[0]})
+        else:
+            rows = conn.execute(_lock(), {"clock_keys": sorted(lock)})  # sorted: no deadlocks
         held.clocks.update({key: int(last_ms) for key, last_ms in rows})
 
 
@@ -173,6 +176,21 @@ def _lock() -> sa.Select[Any]:
         sa.select(CLOCK.c.table_name, CLOCK.c.last_ms)
         .where(CLOCK.c.table_name.in_(keys))
         .order_by(CLOCK.c.table_name)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _lock_one() -> sa.Select[Any]:
+    """Lock one clock row for the rest of the transaction (PostgreSQL).
+
+    ``_lock``'s expanding list is rendered anew at every execution (SQLAlchemy's
+    "post-compile" step): half of a group's clock lock in CPU.
+    """
+    key = sa.bindparam("clock_key", type_=sa.String)
+    return (
+        sa.select(CLOCK.c.table_name, CLOCK.c.last_ms)
+        .where(CLOCK.c.table_name == key)
         .with_for_update()
     )
 

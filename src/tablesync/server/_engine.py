@@ -135,8 +135,16 @@ def reader(engine: Engine) -> Engine:
 
 
 def writer(engine: Engine) -> Engine:
-    """The same engine (and pool) whose transactions take SQLite's write lock at BEGIN."""
-    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    """The same engine (and pool) for writes.
+
+    Its transactions take SQLite's write lock at BEGIN. On PostgreSQL through psycopg 3 its
+    connections can hold statements back (``defer``); the hooks that send them are on this
+    engine only, so reads do not pay for SQLAlchemy's event dispatch.
+    """
+    writes = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        _send_deferred_first(writes)
+    return writes
 
 
 def limit_statements(engine: Engine, timeout_ms: int) -> None:
@@ -189,3 +197,109 @@ def _sqlite_statement_timeout(engine: Engine, timeout_s: float) -> None:
         deadline = conn.info.get(_DEADLINE)
         if deadline is not None:
             deadline.at = time.monotonic() + timeout_s
+
+
+#: ``Connection.info`` key: what ``defer`` holds back (a ``_Deferred``).
+_DEFERRED = "tablesync_deferred_sql"
+#: Attribute of a ``writer`` engine whose connections send what ``defer`` holds back.
+_DEFERRING = "_tablesync_deferring"
+
+
+class _Deferred:
+    """Statements held back for ``conn``'s current transaction, and whether they failed."""
+
+    __slots__ = ("failed", "statements", "transaction")
+
+    def __init__(self, transaction: Any) -> None:
+        self.transaction = transaction
+        self.statements: list[str] = []
+        self.failed = False
+
+
+def can_defer(conn: sa.Connection) -> bool:
+    """Whether ``defer`` works on ``conn``: one of a ``writer`` engine on psycopg 3."""
+    return bool(getattr(conn.engine, _DEFERRING, False))
+
+
+def defer(conn: sa.Connection, *statements: str) -> None:
+    """Send ``statements`` in one query with the next statement ``conn`` executes.
+
+    For statements without parameters whose results nobody reads (a write's savepoint). The
+    insert of a group commit sends them in its own query (``take_deferred``): one round trip
+    per write where there were two, and one GIL hand-over fewer between the group's worker
+    thread and the event loop (docs/benchmarks.md). Any other statement sends them first, in
+    one query of their own. An error of theirs is raised by that next statement (see
+    ``settle_deferred``). Only for ``conn``'s current transaction: another ignores them.
+    """
+    held = _held(conn)
+    if held is None:
+        held = conn.info[_DEFERRED] = _Deferred(conn.get_transaction())
+    held.statements.extend(statements)
+
+
+def take_deferred(conn: sa.Connection) -> str:
+    """The held-back statements as one text, for the caller to send first in its own query.
+
+    They then count as sent. Empty when none are held, and when the transaction is already
+    aborted: they would fail there, so they count as failed (``settle_deferred``) and the
+    caller's statement raises the abort alone.
+    """
+    held = _held(conn)
+    if held is None or not held.statements:
+        return ""
+    statements, held.statements = held.statements, []
+    if _aborted(conn.connection.dbapi_connection):
+        held.failed = True
+        return ""
+    return "".join(f"{sql}; " for sql in statements)
+
+
+def settle_deferred(conn: sa.Connection) -> bool:
+    """Forget what ``defer`` held back; whether it never took effect (not sent, or failed)."""
+    held = _held(conn)
+    conn.info.pop(_DEFERRED, None)
+    return held is not None and (held.failed or bool(held.statements))
+
+
+def _held(conn: sa.Connection) -> _Deferred | None:
+    held: _Deferred | None = conn.info.get(_DEFERRED)
+    # Only in the transaction they were deferred in: a pooled connection outlives it.
+    if held is None or held.transaction is not conn.get_transaction():
+        return None
+    return held
+
+
+def _send_deferred_first(engine: Engine) -> None:
+    """Send the statements of ``defer`` before the next statement (psycopg 3)."""
+    setattr(engine, _DEFERRING, True)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(connection: sa.Connection, cursor: Any, *_args: Any) -> None:
+        _send_deferred(connection, cursor.connection)
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(connection: sa.Connection) -> None:
+        # Nothing was executed after them: send them now, so that the commit has them.
+        _send_deferred(connection, connection.connection.dbapi_connection)
+
+
+def _send_deferred(connection: sa.Connection, dbapi_connection: Any) -> None:
+    """Send the held-back statements in one query of their own, if there are any."""
+    try:
+        held = _held(connection)
+    except NotImplementedError:  # the dialect's first-connect checks: nothing held
+        return
+    if held is None or not held.statements:
+        return
+    statements, held.statements = held.statements, []
+    try:
+        dbapi_connection.execute("; ".join(statements))
+    except Exception:
+        held.failed = True
+        raise
+
+
+def _aborted(dbapi_connection: Any) -> bool:
+    """Whether a failed statement aborted the connection's transaction (PostgreSQL)."""
+    status = getattr(getattr(dbapi_connection, "info", None), "transaction_status", None)
+    return getattr(status, "name", None) == "INERROR"

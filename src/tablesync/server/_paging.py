@@ -251,7 +251,20 @@ def origin(request: Request) -> str:
     return computed
 
 
+#: A Host header of a name or IPv4 address and an optional port: read without building
+#: ``request.url`` (Starlette parses the whole URL for it: 3% of an insert's CPU).
+_PLAIN_HOST = re.compile(r"([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?", re.ASCII)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _origin_of(request: Request) -> str:
+    scheme = request.scope.get("scheme", "http")
+    host_header = request.headers.get("host")
+    plain = _PLAIN_HOST.fullmatch(host_header) if host_header else None
+    number = int(plain[2]) if plain is not None and plain[2] else None
+    if plain is not None and (number is None or number <= 65535):
+        port = "" if number in (None, _DEFAULT_PORTS.get(scheme)) else f":{number}"
+        return f"{scheme}://{plain[1].lower()}{port}"
     url = request.url
     default = {"http": 80, "https": 443}.get(url.scheme)
     host = url.hostname or "localhost"

@@ -25,7 +25,8 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -44,10 +45,11 @@ _PerLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLi
 #: One write of a group: called with the group's shared transaction (or ``None``: its own).
 Job = Callable[[Any], T]
 #: Runs jobs (writes of the table named, on SQLite maybe of others too) in one transaction,
-#: in order; returns the outcome (a result or the exception it raised) of each job it ran. It
-#: may stop early, after an outcome that leaves the transaction in doubt; the jobs after it
-#: then run in a new group.
-GroupRun = Callable[[Sequence[Job[Any]], str], list[Any]]
+#: in order, taking each from the iterable only when it is about to run it; returns the
+#: outcome (a result or the exception it raised) of each job it took. It may stop early,
+#: after an outcome that leaves the transaction in doubt; the jobs not taken then run in a
+#: new group.
+GroupRun = Callable[[Iterable[Job[Any]], str], list[Any]]
 
 #: How long a writer waits for another process's write before answering 503.
 WRITE_WAIT_S = 30.0
@@ -58,6 +60,10 @@ WRITE_WAIT_S = 30.0
 #: and 32-36 ms with 4 threads, at the same throughput (docs/benchmarks.md). A process is
 #: bound by the GIL anyway; more parallel statements need more processes (--workers).
 READ_THREADS = WRITE_THREADS = 4
+#: The most writes one group commit runs. A PostgreSQL group takes the writes that arrive
+#: while it waits for its table's clock row or runs; the bound keeps its transaction, and
+#: the wait of its first write, short.
+MAX_GROUP = 64
 #: How often a writer on a worker thread (one running user hooks) tries the gate again while
 #: another process holds it: ``flock`` cannot time out, so that path polls.
 _POLL_S = 0.001
@@ -192,13 +198,34 @@ class _GateWaiter:
 
 
 class _Group:
-    """The writes of one event loop that wait to run together, and the task that runs them."""
+    """The writes of one event loop that wait to run together, and the task that runs them.
+
+    ``jobs`` is appended to on the loop and, for PostgreSQL, taken from by the group's worker
+    thread while it runs (``deque`` appends and pops are atomic): a write that arrives while
+    the group waits for the table's clock row, or runs, joins it instead of waiting for the
+    next one. The futures are only ever completed on the loop.
+    """
 
     __slots__ = ("jobs", "leader")
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[Job[Any], asyncio.Future[Any]]] = []
+        self.jobs: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()
         self.leader: asyncio.Task[None] | None = None
+
+    def take(self, taken: list[tuple[Job[Any], asyncio.Future[Any]]]) -> Iterator[Job[Any]]:
+        """The jobs to run, taken one by one (into ``taken``) as the group asks for them.
+
+        A job whose waiter was cancelled (its client went away) before its turn is skipped.
+        """
+        while len(taken) < MAX_GROUP:
+            try:
+                job, future = self.jobs.popleft()
+            except IndexError:
+                return
+            if future.done():
+                continue
+            taken.append((job, future))
+            yield job
 
 
 class DatabaseRunner:
@@ -307,37 +334,33 @@ class DatabaseRunner:
             group.leader = None
 
     async def _run_jobs(self, group: _Group, table: str) -> None:
-        """One transaction of the group's jobs; those after an early stop stay queued.
+        """One transaction of the group's jobs; those it did not take stay queued.
 
-        The queue and the futures are touched on the loop only; a worker thread runs just
-        the transaction.
+        The futures are completed on the loop only; a worker thread runs the transaction
+        and takes the jobs from the queue as it goes (``_Group.take``).
         """
-        # A waiter that was cancelled (its client went away) before its turn is not run.
-        waiting = [(job, future) for job, future in group.jobs if not future.done()]
-        group.jobs = []
-        if not waiting:
-            return
-        run = functools.partial(self._run_together, [job for job, _ in waiting], table)
+        taken: list[tuple[Job[Any], asyncio.Future[Any]]] = []
+        run = functools.partial(self._run_together, group.take(taken), taken, table)
         if self.inline:
             outcomes = self._in_turn(run)
         else:
             limiter = self._per_loop(self._write_threads, WRITE_THREADS)
             outcomes = await anyio.to_thread.run_sync(run, limiter=limiter)
-        for (_, future), outcome in zip(waiting, outcomes, strict=False):
+        for (_, future), outcome in zip(taken, outcomes, strict=False):
             if future.done():
                 continue
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-        group.jobs[:0] = waiting[len(outcomes) :]
+        group.jobs.extendleft(reversed(taken[len(outcomes) :]))  # taken, not run: next group
 
-    def _run_together(self, jobs: list[Job[Any]], table: str) -> list[Any]:
+    def _run_together(self, jobs: Iterator[Job[Any]], taken: list[Any], table: str) -> list[Any]:
         assert self._run_group is not None
         try:
             return self._run_group(jobs, table)
         except Exception as exc:  # the commit failed: none of these writes happened
-            return [exc] * len(jobs)
+            return [exc] * len(taken)
 
     async def _wait_for_gate(self) -> None:
         """Take the gate; while another process holds it, the loop serves other requests.

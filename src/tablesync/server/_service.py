@@ -8,7 +8,7 @@ The writes of a ``$batch`` share one transaction (:class:`WriteBatch`), each in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from ._access import Access
 from ._auth import Authenticator, principal_of
 from ._clock import hold_clocks, mark_arrival, now_ms, store_clocks
 from ._config import WriteEvent, WriteHook, is_valid_table_name
+from ._engine import can_defer, defer, settle_deferred
 from ._errors import (
     BadRequest,
     HTTPError,
@@ -202,6 +203,8 @@ class _Savepoint:
     - SQLite: the next write's savepoint nests in it; ROLLBACK TO goes to the newest of a name.
     - PostgreSQL: the next write's SAVEPOINT releases the open one in the same round trip (each
       open savepoint is a subtransaction there, and more than 64 slow every session down).
+      Both wait for the write's first statement and go in its query (``_engine.defer``): an
+      insert is then one round trip, savepoint included.
     - Other databases: RELEASE after each write, as the SQL standard has it.
     """
 
@@ -211,20 +214,38 @@ class _Savepoint:
         self._conn = conn
         self._dialect = conn.dialect.name
         self._open = False
+        #: Its statements wait to be sent with the write's first one (``_engine.defer``).
+        self._deferred = self._dialect == "postgresql" and can_defer(conn)
 
     def __enter__(self) -> _Savepoint:
         sql = f"SAVEPOINT {self._NAME}"
-        if self._dialect == "postgresql" and self._left_open():
-            sql = f"RELEASE SAVEPOINT {self._NAME}; {sql}"
-        self._conn.exec_driver_sql(sql)
+        if self._deferred:
+            release = (f"RELEASE SAVEPOINT {self._NAME}",) if self._left_open() else ()
+            defer(self._conn, *release, sql)
+        else:
+            if self._dialect == "postgresql" and self._left_open():
+                sql = f"RELEASE SAVEPOINT {self._NAME}; {sql}"
+            self._conn.exec_driver_sql(sql)
         self._open = True
         return self
+
+    def _never_made(self) -> bool:
+        """Whether the savepoint was never made: nothing to release or roll back then.
+
+        Either the write executed no statement, so its deferred SAVEPOINT was never sent, or
+        that SAVEPOINT failed (in a transaction a failed statement had aborted). Rolling back
+        to the name would then reach the savepoint of the write before, and revive an
+        aborted transaction; it stays aborted, and its commit answers 503.
+        """
+        return self._deferred and settle_deferred(self._conn)
 
     def rollback(self) -> None:
         """Undo the write (its statements since the savepoint); the batch goes on."""
         if not self._open:
             return
         self._open = False
+        if self._never_made():
+            return
         undo = f"ROLLBACK TO SAVEPOINT {self._NAME}"
         if self._dialect == "sqlite":
             self._conn.exec_driver_sql(undo)  # and it stays open, as after a success
@@ -240,6 +261,8 @@ class _Savepoint:
             self.rollback()
         elif self._open:
             self._open = False
+            if self._never_made():
+                return
             if self._dialect == "postgresql":
                 self._conn.info[_OPEN_SAVEPOINT] = self._conn.get_transaction()
             elif self._dialect != "sqlite":
@@ -305,11 +328,13 @@ class TableService:
         return WriteBatch(self.schema.writer, tables)
 
     def write_together(
-        self, writes: Sequence[Callable[[WriteBatch], Reply]], table: str
+        self, writes: Iterable[Callable[[WriteBatch], Reply]], table: str
     ) -> list[Reply | Exception]:
         """Run single-request writes in one transaction, each in its own savepoint.
 
-        What ``DatabaseRunner.write_grouped`` runs ("group commit"). A write that fails with
+        What ``DatabaseRunner.write_grouped`` runs ("group commit"). Each write is taken from
+        ``writes`` when its turn comes: on PostgreSQL, the writes that arrive while the group
+        waits for the table's clock row, or runs, join it. A write that fails with
         an error of its own (a 4xx, a value the database rejects) has its savepoint rolled
         back, as alone it would have had its transaction, and the next write runs. Any other
         failure (the database busy or broken, a bug) may leave the transaction in doubt: the
