@@ -93,6 +93,7 @@ linux_only = pytest.mark.skipif(
 def test_each_worker_has_its_own_socket_and_a_share_of_a_burst(tmp_path: Path) -> None:
     with _serving(f"sqlite:///{tmp_path / 'burst.db'}", tmp_path) as (base, process):
         port = int(base.rsplit(":", 1)[1])
+        _wait_until_both_listen(process.pid, port)
         # 16 connections at once, as a load balancer's pool or wrk opens them. With one
         # shared socket they split 15 to 1 or 13 to 3; hashed over two sockets, all 16 land
         # on one worker once in 32,768 runs.
@@ -126,6 +127,17 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         for _ in range(8):  # new connections, hashed over both sockets, are all answered
             response = httpx.get(f"{base}/health/ready", headers={"Connection": "close"})
             assert response.status_code == 200
+
+
+def _wait_until_both_listen(parent: int, port: int) -> None:
+    """Ready means one worker answers; a worker listens only once it can accept."""
+    deadline = time.monotonic() + 30
+    while True:
+        workers = _workers_of(parent)
+        if len(workers) == 2 and all(_tcp_sockets(pid, port)["listen"] for pid in workers):
+            return
+        assert time.monotonic() < deadline, "both workers did not listen within 30 s"
+        time.sleep(0.1)
 
 
 def _workers_of(parent: int) -> list[int]:

@@ -7,10 +7,12 @@ two workers here, and one of them did nearly all the work (two workers inserted 
 one, docs/benchmarks.md). Here each worker listens on its own socket, bound to the same address
 with ``SO_REUSEPORT``, and the kernel spreads new connections over the sockets.
 
-The parent binds every socket and listens on it, so a port in use fails at once and in the
-parent, and no connection is refused or sent to one worker while the other starts; it keeps
+The parent binds every socket, so a port in use fails at once and in the parent, and keeps
 them open: a worker that dies is started again on the same socket, and the connections
-waiting in its queue are served by its successor instead of being reset.
+waiting in its queue are served by its successor instead of being reset. Each worker starts
+listening on its socket only when it is ready to accept (uvicorn does that): the kernel sends
+connections to listening sockets only, so none waits in the queue of a worker still starting,
+where a shutdown before that worker's first accept would reset it.
 """
 
 from __future__ import annotations
@@ -39,10 +41,9 @@ def supported() -> bool:
 
 def serve_workers(config: uvicorn.Config, workers: int) -> None:
     """Run ``workers`` server processes until SIGINT or SIGTERM, restarting any that dies."""
-    first = _listening_socket(config.host, config.port, config.backlog)
+    first = _bound_socket(config.host, config.port)
     host, port = first.getsockname()[:2]  # port 0: the one the kernel picked, for them all
-    others = (_listening_socket(config.host, port, config.backlog) for _ in range(workers - 1))
-    sockets = [first, *others]
+    sockets = [first, *(_bound_socket(config.host, port) for _ in range(workers - 1))]
     logger.info("Uvicorn running on http://%s:%d with %d workers", host, port, workers)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in _STOP_SIGNALS}
@@ -68,15 +69,14 @@ def serve_workers(config: uvicorn.Config, workers: int) -> None:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A socket listening from now on: connections queue on it until its worker is up."""
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` beside the others (its worker will listen on it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
