@@ -60,7 +60,7 @@ def config_toml(
     for table in tables:
         text += f"\n[tables.{table}]\n"
         if page_size is not None:
-            text += f"page_size = {page_size}\n"
+            text += f"page_size = {page_size}\nmax_top = {max(page_size, 1000)}\n"
         text += f"\n[tables.{table}.columns]\n{columns}\n"
     path.write_text(text)
     return path

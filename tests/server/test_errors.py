@@ -96,7 +96,7 @@ def test_gzip_body_within_the_limit_is_accepted(client: Any) -> None:
         pytest.param("$select=nosuch", 400, id="unknown-select"),
         pytest.param("$top=-1", 400, id="negative-top"),
         pytest.param("$top=abc", 400, id="text-top"),
-        pytest.param("$top=1001", 400, id="over-max-top"),
+        pytest.param("$top=5001", 400, id="over-max-top"),
         pytest.param("$skip=-5", 400, id="negative-skip"),
         pytest.param("$skip=99999999999999999999", 400, id="huge-skip"),
         pytest.param("$count=maybe", 400, id="bad-count"),

@@ -50,6 +50,10 @@ _RESERVED_COLUMNS = frozenset({"id", "createdat", "updatedat", "version", "delet
 _POLICIES = ("reject", "server_wins", "client_wins")
 PAGE_SIZE_RANGE = (1, 100_000)
 MAX_TOP_RANGE = (1, 1_000_000)
+#: The largest ``$top`` by default, which bounds a sync pull's page (tablesync's client asks for
+#: 3,000 rows): SQLite's JSON path serves 5,000 rows in about 25 ms of the event loop. The
+#: Node server's is 1,000, ASP.NET Datasync's 128,000.
+DEFAULT_MAX_TOP = 5000
 
 
 def is_valid_table_name(name: str) -> bool:
@@ -119,7 +123,7 @@ class Table:
     columns: Mapping[str, ColumnType] = field(default_factory=dict)
     soft_delete: bool = True
     page_size: int | None = None
-    max_top: int = 1000
+    max_top: int = DEFAULT_MAX_TOP
     conflict_policy: ConflictPolicy = "reject"
     skip_version_check: bool = False
     dynamic_schema: bool | None = None

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..protocol import ApiVersion
 from ._access import Operation
+from ._config import DEFAULT_MAX_TOP
 from ._errors import error_response
 from ._paging import parse_options
 from ._querying import run_query
@@ -70,7 +71,7 @@ class Endpoints:
 
     async def _query(self, request: Request, key: str, version: ApiVersion) -> Response:
         state = self.service.schema.cached(key)
-        max_top = state.config.max_top if state is not None else 1000
+        max_top = state.config.max_top if state is not None else DEFAULT_MAX_TOP
         options = parse_options(request, max_top=max_top)
         reply = await self.runner.read(
             run_query, self.service, request, key, version, options,
