@@ -137,40 +137,21 @@ def decode_body(response: httpx.Response) -> Any:
     """The JSON body, the text when it is not JSON, or ``None`` when empty."""
     if not response.content:
         return None
-    # Handed out once: the entry would otherwise keep a page alive for as long as its response
-    # lives, and responses (in reference cycles) wait for the cyclic GC (a 1M-row pull peaked
-    # at 134 MB instead of 45 MB). A second call decodes again.
-    decoded = _DECODED.pop(response, _NOT_DECODED)
-    if decoded is not _NOT_DECODED:
-        return decoded
     try:
         return loads(response.content)
     except ValueError:
         return response.text
 
 
-def decode_ahead(response: httpx.Response) -> None:
-    """Decode a successful response's JSON now, for :func:`decode_body` to hand out later.
-
-    ``Client`` runs it on the thread that fetched the next page, while the pull stores the
-    current one (sqlite3 lets other threads run meanwhile): decoding was a tenth of the
-    client's CPU per pulled row, and it delayed the request for the page after.
-    """
-    if response.is_success and response.content:
-        with contextlib.suppress(ValueError):  # not JSON: decode_body gives the text
-            _DECODED[response] = loads(response.content)
-
-
-_DECODED: weakref.WeakKeyDictionary[httpx.Response, Any] = weakref.WeakKeyDictionary()
-_NOT_DECODED = object()
-
-
 def parse_ahead(response: httpx.Response) -> None:
     """:func:`parse_page` now, for ``parse_page`` to hand out later (``Prefetch.prepare``).
 
-    Like :func:`decode_ahead`, and the page's checks too (its ids, its shape) run on the thread
-    that fetched it: the flow's thread, which stores the page before, has that much less to do
-    between two pages. A response that is not a page is left to ``parse_page`` to report.
+    ``Client`` runs it on the thread that fetched the next page, while the pull stores the
+    current one (sqlite3 lets other threads run meanwhile): decoding and checking the page
+    (its ids, its shape) then no longer delay the request for the page after. A response
+    that is not a page is left to ``parse_page`` to report. The page is handed out once: the
+    entry would otherwise keep it alive for as long as its response lives, and responses (in
+    reference cycles) wait for the cyclic GC (a 1M-row pull peaked at 134 MB instead of 45 MB).
     """
     if response.is_success:
         with contextlib.suppress(ServerError):
