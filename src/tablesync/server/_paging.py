@@ -266,7 +266,7 @@ def _origin_of(request: Request) -> str:
         port = "" if number in (None, _DEFAULT_PORTS.get(scheme)) else f":{number}"
         return f"{scheme}://{plain[1].lower()}{port}"
     url = request.url
-    default = {"http": 80, "https": 443}.get(url.scheme)
+    default = _DEFAULT_PORTS.get(url.scheme)
     host = url.hostname or "localhost"
     if ":" in host:
         host = f"[{host}]"

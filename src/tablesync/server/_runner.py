@@ -368,8 +368,7 @@ class DatabaseRunner:
         The wait itself is a thread blocked in ``flock``, which the kernel wakes the moment the
         other process lets go. Polling the gate instead (every millisecond) left it idle for
         half a poll on average at each handover, and the process that had just written
-        usually took it back first: two processes inserting did no better than one, with a
-        p99 of 120-210 ms (docs/benchmarks.md).
+        usually took it back first (docs/benchmarks.md, "Current results (session 4)").
         """
         assert self.gate is not None
         if self.gate.try_acquire():
