@@ -99,6 +99,17 @@ def test_an_insert_answers_and_stores_what_a_read_gives_back(postgres_url: str) 
     assert created.headers["Last-Modified"] == read.headers["Last-Modified"]
 
 
+def test_the_smallest_and_largest_integers_are_stored(postgres_url: str) -> None:
+    # Bound on the client, -2**63 became the literal -9223372036854775808::BIGINT: the cast
+    # of 2**63, out of range, before the minus.
+    bodies = [{"id": "low", "n": -(2**63)}, {"id": "high", "n": 2**63 - 1}, {"id": "n", "n": -1}]
+    replies = _run(_app(postgres_url), bodies)
+
+    assert [reply.status_code for reply in replies] == [201] * 3, [r.text for r in replies]
+    assert [reply.json()["n"] for reply in replies] == [body["n"] for body in bodies]
+    assert _stored(postgres_url) == {body["id"]: (body["n"], None) for body in bodies}
+
+
 def test_each_insert_of_a_postgres_group_keeps_its_own_outcome(postgres_url: str) -> None:
     bodies = [
         {"id": "w0", "n": 0},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -317,12 +318,22 @@ def _one_trip_insert(
     if compiled.escaped_bind_names or set(compiled.binds) != columns:
         return None  # names that need escaping, or parameters beyond the values
     return _OneTripInsert(
-        compiled.string,
+        _parenthesized_binds(compiled.string),
         tuple((name, _processor(table.c[name].type, dialect)) for name in columns),
         table,
         psycopg.ClientCursor,
         psycopg.Error,
     )
+
+
+def _parenthesized_binds(sql: str) -> str:
+    """``%(x)s::BIGINT`` as ``(%(x)s)::BIGINT``: psycopg binds on the client as literals.
+
+    The literal ``-9223372036854775808::BIGINT`` is the cast of ``9223372036854775808``,
+    negated, and the cast overflows; ``(-9223372036854775808)::BIGINT`` is the smallest
+    bigint, as the server-side binding of every other statement receives it.
+    """
+    return re.sub(r"%\((\w+)\)s", r"(%(\1)s)", sql)
 
 
 def _processor(
