@@ -1,32 +1,40 @@
-"""SQLite writes a page's items as JSON itself: one ``json_object`` text per row.
+"""The database writes a page's items as JSON itself: one JSON text per row.
 
 Building each item in Python (a ``Row`` per row, a dict per row, ``orjson`` over the dicts) was
-most of the server's CPU per row of a pull (docs/benchmarks.md, "Initial pull"); SQLite's JSON
-functions do the same in C. The text must be what :func:`_items.render_rows` sends, so only
-columns whose JSON SQLite writes exactly as ``orjson`` would take this path:
+most of the server's CPU per row of a pull (docs/benchmarks.md, "Initial pull"); the databases'
+JSON functions do the same in C. The text must be what :func:`_items.render_rows` sends, so only
+columns whose JSON the database writes exactly as ``orjson`` would take this path:
 
 - text and integers as they are stored; ``NULL`` as ``null``;
-- booleans (stored 0/1) as ``true``/``false`` (``deleted`` is never ``null``, as in ``render``);
-- timestamps as their stored text, which is the canonical wire form: each row says whether all
-  its timestamps are (``GLOB``), and a page with one that is not takes the Python path.
+- booleans as ``true``/``false`` (SQLite stores 0/1; ``deleted`` is never ``null``);
+- timestamps as their wire text: SQLite's stored text, when each row says all its timestamps
+  are canonical (``GLOB``; a page with one that is not takes the Python path), and
+  PostgreSQL's ``to_char``, the text the Python path reads too (``_repository.wire_text``).
 
-Tables with a ``number`` column (SQLite prints doubles with 15-17 digits, not the shortest
-form) or a ``json`` column (SQLite would keep the stored number text) take the Python path, as
-do ``$select`` pages, other databases and SQLite builds before 3.38 (JSON functions optional).
+SQLite builds an item with ``json_object``. PostgreSQL's ``json_build_object`` writes
+``"key" : value`` with spaces, so it takes ``row_to_json`` of a ``LATERAL`` row of the same
+fields instead, which writes compact JSON in the select list's order.
+
+Tables with a ``number`` column (both databases print some doubles unlike ``orjson``: SQLite
+with 15-17 digits, PostgreSQL ``1e+20``) or a ``json`` column (the stored text would be kept)
+take the Python path, as do ``$select`` pages, other databases and SQLite builds before 3.38
+(JSON functions optional).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
 from ..protocol import ApiVersion
+from ._repository import wire_text
 from ._types import UtcDateTime
 
 # The columns of a JSON page row, by position (see ``page_columns``).
@@ -41,19 +49,33 @@ _FALSE: ColumnElement[Any] = sa.literal_column("json('false')")
 _JSON_SINCE = (3, 38, 0)  # JSON functions built in by default
 
 
-def page_columns(
+class JsonSelect(NamedTuple):
+    """What a JSON page selects, and the FROM clause it selects it from."""
+
+    columns: tuple[ColumnElement[Any], ...]
+    source: FromClause
+
+
+def page_select(
     table: sa.Table, columns: tuple[str, ...], version: ApiVersion, dialect: Dialect
-) -> tuple[ColumnElement[Any], ...] | None:
+) -> JsonSelect | None:
     """The select list of a JSON page: the item's text, and whether its times are canonical.
 
-    Nothing else per row: each further column cost SQLite and Python more than a field of
-    the JSON (the keyset position of the last row is read from its text, :func:`last_item`).
+    Nothing else per row: each further column cost the database and Python more than a field
+    of the JSON (the keyset position of the last row is read from its text, :func:`last_item`).
 
     ``None`` when this table, version or database cannot take the JSON path.
     """
+    if dialect.name == "postgresql":
+        return _postgres_select(table, columns, version)
     if dialect.name != "sqlite" or not _has_json(dialect):
         return None
-    return _page_columns(table, columns, version)
+    return _sqlite_select(table, columns, version)
+
+
+def _item_names(version: ApiVersion, columns: tuple[str, ...]) -> tuple[str, ...]:
+    system = ("id", "createdAt") if version is ApiVersion.V2 else ("id",)
+    return (*system, "updatedAt", "version", "deleted", *columns)
 
 
 def _has_json(dialect: Dialect) -> bool:
@@ -62,11 +84,10 @@ def _has_json(dialect: Dialect) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _page_columns(
+def _sqlite_select(
     table: sa.Table, columns: tuple[str, ...], version: ApiVersion
-) -> tuple[ColumnElement[Any], ...] | None:
-    system = ("id", "createdAt") if version is ApiVersion.V2 else ("id",)
-    names = (*system, "updatedAt", "version", "deleted", *columns)
+) -> JsonSelect | None:
+    names = _item_names(version, columns)
     if any(name not in table.c for name in names):
         return None  # render() sends a missing field as null: the Python path
     fields: list[ColumnElement[Any]] = []
@@ -80,7 +101,34 @@ def _page_columns(
             times.append(table.c[name])
     item = sa.func.json_object(*fields, type_=sa.String()).label("item")
     canonical = sa.and_(sa.true(), *(_canonical(column) for column in times))
-    return (item, sa.cast(canonical, sa.Integer()).label("canonical"))
+    return JsonSelect((item, sa.cast(canonical, sa.Integer()).label("canonical")), table)
+
+
+# The LATERAL row's name: no column can be called this (column names are [A-Za-z0-9_]).
+_ROW_NAME = "item$"
+
+
+@functools.lru_cache(maxsize=256)
+def _postgres_select(
+    table: sa.Table, columns: tuple[str, ...], version: ApiVersion
+) -> JsonSelect | None:
+    names = _item_names(version, columns)
+    if any(name not in table.c for name in names):
+        return None  # render() sends a missing field as null: the Python path
+    fields = []
+    for name in names:
+        column = table.c[name]
+        if isinstance(column.type, UtcDateTime):
+            fields.append(wire_text(column, "postgresql"))
+        elif isinstance(column.type, sa.Boolean | sa.Integer | sa.String):
+            fields.append(column.label(name))
+        else:
+            return None  # doubles, JSON, anything else
+    row = sa.select(*fields).correlate(table).lateral(_ROW_NAME)
+    item = sa.cast(sa.func.row_to_json(row.table_valued()), sa.Text()).label("item")
+    # to_char always writes the canonical form.
+    source = table.join(row, sa.true())
+    return JsonSelect((item, sa.literal(1, sa.Integer()).label("canonical")), source)
 
 
 def _json_value(column: sa.Column[Any], *, nullable: bool) -> ColumnElement[Any] | None:

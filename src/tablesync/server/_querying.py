@@ -52,10 +52,13 @@ def run_query(
         page = functools.partial(
             repo.query_rows, conn, state, view, page_where, order_by, skip=options.skip
         )
-        json_columns = None if select else _json_columns(state, version, conn.dialect)
-        rows = page(limit=take + 1, columns=json_columns)
-        if json_columns is not None and not page_json.all_canonical(rows):
-            json_columns, rows = None, page(limit=take + 1)  # render_rows reformats the times
+        json_page = None if select else _json_page(state, version, conn.dialect)
+        if json_page is None:
+            rows = page(limit=take + 1)
+        else:
+            rows = page(limit=take + 1, columns=json_page.columns, source=json_page.source)
+            if not page_json.all_canonical(rows):
+                json_page, rows = None, page(limit=take + 1)  # render_rows reformats the times
         # The count ignores paging, the keyset position included (protocol.md §4.4).
         count = repo.count_rows(conn, state, view, where) if options.count else None
     more = len(rows) > take
@@ -65,10 +68,10 @@ def run_query(
     if following is not None:
         after = None
         if keyset is not None and rows:
-            last = page_json.last_item(rows) if json_columns else rows[-1]._mapping
+            last = page_json.last_item(rows) if json_page else rows[-1]._mapping
             after = _last_position(last)
         link = link_url(request, options, *following, path_only=path_only, after=after)
-    if json_columns is not None:
+    if json_page is not None:
         items: Items = page_json.items_fragment(rows)
     else:
         items = render_rows(state, rows, version, select)
@@ -78,10 +81,10 @@ def run_query(
 Items = list[dict[str, Any]] | orjson.Fragment
 
 
-def _json_columns(
+def _json_page(
     state: TableState, version: ApiVersion, dialect: Dialect
-) -> tuple[ColumnElement[Any], ...] | None:
-    return page_json.page_columns(state.table, tuple(state.kinds), version, dialect)
+) -> page_json.JsonSelect | None:
+    return page_json.page_select(state.table, tuple(state.kinds), version, dialect)
 
 
 def _page_rows(
