@@ -29,3 +29,12 @@ def test_all_valid_ids_on_a_page_of_ids() -> None:
     assert all_valid_ids(ids)
     assert not all_valid_ids([*ids, "a\nb"])
     assert not all_valid_ids([*ids[:-1], ".."])
+
+
+def test_each_character_is_judged_alike_by_both_checks() -> None:
+    forbidden = {*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), *'"+?\\/`'}
+    for code in range(0x3000):
+        character = chr(code)
+        allowed = character not in forbidden
+        assert is_valid_id(f"a{character}b") is allowed, hex(code)
+        assert all_valid_ids(["x", f"a{character}b"]) is allowed, hex(code)

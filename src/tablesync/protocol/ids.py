@@ -7,7 +7,15 @@ import uuid
 from collections.abc import Sequence
 
 MAX_ID_LENGTH = 255
-_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f-\x9f"+?\\/`]')
+# What no id may hold: control characters (C0, DEL and C1) and ``" + ? \ / ` ``.
+_FORBIDDEN_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)])) | set('"+?\\/`')
+
+
+def _character_class(characters: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(sorted(map(re.escape, characters))) + "]")
+
+
+_FORBIDDEN = _character_class(_FORBIDDEN_CHARACTERS)
 
 
 def is_valid_id(value: object) -> bool:
@@ -24,9 +32,11 @@ def is_valid_id(value: object) -> bool:
     )
 
 
-# Every forbidden character but the newline, which joins the ids checked at once.
-_FORBIDDEN_JOINED = re.compile(r'[\x00-\x09\x0b-\x1f\x7f-\x9f"+?\\/`]')
-_FORBIDDEN_BYTES = bytes([*range(0x0A), *range(0x0B, 0x20), 0x7F]) + b'"+?\\/`'
+# Every forbidden character but the newline, which joins the ids checked at once; as bytes,
+# the ASCII ones (for ASCII text).
+_FORBIDDEN_JOINED_CHARACTERS = _FORBIDDEN_CHARACTERS - {"\n"}
+_FORBIDDEN_JOINED = _character_class(_FORBIDDEN_JOINED_CHARACTERS)
+_FORBIDDEN_BYTES = bytes(sorted(ord(c) for c in _FORBIDDEN_JOINED_CHARACTERS if c.isascii()))
 
 
 def all_valid_ids(values: Sequence[object]) -> bool:
