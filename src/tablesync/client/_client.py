@@ -15,7 +15,7 @@ from ..protocol import ApiVersion
 from ._conflicts import ResolveFunction, SyncHandler, make_handler
 from ._context import SyncContext
 from ._flows import Flow, Prefetch, push_flow
-from ._http import RequestBuilder, check_table_name, parse_api_version_arg
+from ._http import RequestBuilder, check_table_name, parse_api_version_arg, unbind_stream
 from ._prefetch import Prefetcher
 from ._progress import ProgressCallback
 from ._pull import PullSpec, sync_flow
@@ -309,7 +309,7 @@ class Client(BaseClient):
                     except httpx.RequestError as exc:
                         step = steps.throw(exc)
                     else:
-                        step = steps.send(response)
+                        step = steps.send(unbind_stream(response))
         except StopIteration as done:
             final: httpx.Response = done.value
             return final
