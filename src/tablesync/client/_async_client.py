@@ -232,8 +232,11 @@ class _Ahead:
             self.done.set()
 
     async def outcome(self) -> httpx.Response:
-        """The response, handed out once: this object is in a reference cycle (its request's
-        trace calls back into it), and the response must not wait for the cyclic GC with it."""
+        """The response, handed out once.
+
+        This object is in a reference cycle (its request's trace calls back into it): the
+        response must not wait for the cyclic GC with it.
+        """
         await self.done.wait()
         if self._error is not None:
             raise self._error
