@@ -69,7 +69,7 @@ class Devices:
 
     def __call__(self, name: str = "device", **kwargs: Any) -> Client:
         store = SQLiteStore(self.tmp_path / f"{name}.db")
-        # Pulls too ask for 3 rows a page (their default, 3,000, would get every row at once).
+        # Pulls too ask for 3 rows a page (their default, 5,000, would get every row at once).
         kwargs.setdefault("page_size", 3)
         client = Client(
             "http://testserver", store=store, http=self.http, api_version=self.version, **kwargs
@@ -615,5 +615,5 @@ def test_pulls_ask_for_bigger_pages_than_queries_by_default(http: TestClient, ve
         client.sync_table("todoitem").pull(query_id="all")
         client.sync_table("todoitem").pull()
     tops = [request.url.params.get("$top") for request in sent]
-    query_top, pull_top = ("50", "50") if version == "2.0.0" else ("100", "3000")
+    query_top, pull_top = ("50", "50") if version == "2.0.0" else ("100", "5000")
     assert tops == [query_top, pull_top, pull_top]

@@ -16,7 +16,7 @@ from ..protocol import ApiVersion
 from ._client import DEFAULT_TIMEOUT, AuthArg, BaseClient
 from ._conflicts import ResolveFunction, SyncHandler
 from ._flows import Flow, Prefetch
-from ._http import check_table_name
+from ._http import check_table_name, unbind_stream
 from ._progress import ProgressCallback
 from ._results import PullResult, PushResult
 from ._retry import FetchToken, RetryPolicy, Sleep
@@ -185,7 +185,7 @@ class AsyncClient(BaseClient):
                     except httpx.RequestError as exc:
                         step = steps.throw(exc)
                     else:
-                        step = steps.send(response)
+                        step = steps.send(unbind_stream(response))
         except StopIteration as done:
             final: httpx.Response = done.value
             return final
@@ -232,8 +232,14 @@ class _Ahead:
             self.done.set()
 
     async def outcome(self) -> httpx.Response:
+        """The response, handed out once.
+
+        This object is in a reference cycle (its request's trace calls back into it): the
+        response must not wait for the cyclic GC with it.
+        """
         await self.done.wait()
         if self._error is not None:
             raise self._error
-        assert self._response is not None
-        return self._response
+        response, self._response = self._response, None
+        assert response is not None
+        return response

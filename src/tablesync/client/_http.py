@@ -133,6 +133,23 @@ class RequestBuilder:
 # -- responses ---------------------------------------------------------------------------
 
 
+def unbind_stream(response: httpx.Response) -> httpx.Response:
+    """``response``, freed as soon as nobody holds it, once its body is read.
+
+    httpx's clients bind a response's stream to the response (to time it on close): a
+    reference cycle, so every response lived until the cyclic GC's oldest generation ran.
+    Decoding a page promotes its response there, and that generation runs only after a
+    quarter more long-lived objects appeared: a pull held a few dozen pages' bodies, more the
+    larger its pages (a 1,000,000-row pull in 5,000-row pages peaked at 164 MB of RSS, 67 MB
+    without them). A read, closed response never reads its stream again: the body alone
+    replaces it.
+    """
+    if response.is_closed:
+        with contextlib.suppress(httpx.ResponseNotRead):
+            response.stream = httpx.ByteStream(response.content)
+    return response
+
+
 def decode_body(response: httpx.Response) -> Any:
     """The JSON body, the text when it is not JSON, or ``None`` when empty."""
     if not response.content:
@@ -150,8 +167,9 @@ def parse_ahead(response: httpx.Response) -> None:
     current one (sqlite3 lets other threads run meanwhile): decoding and checking the page
     (its ids, its shape) then no longer delay the request for the page after. A response
     that is not a page is left to ``parse_page`` to report. The page is handed out once: the
-    entry would otherwise keep it alive for as long as its response lives, and responses (in
-    reference cycles) wait for the cyclic GC (a 1M-row pull peaked at 134 MB instead of 45 MB).
+    entry would otherwise keep it alive for as long as its response lives (a 1M-row pull
+    peaked at 134 MB instead of 45 MB while responses lived until the cyclic GC, before
+    :func:`unbind_stream`).
     """
     if response.is_success:
         with contextlib.suppress(ServerError):
