@@ -202,7 +202,7 @@ def test_requests_carry_the_protocol_headers() -> None:
     assert str(request.url) == "http://server:8080/api/tables/todo?%24top=5"
     assert request.headers["ZUMO-API-VERSION"] == "3.0.0"
     assert request.headers["X-ZUMO-Options"] == "nextLink=path"
-    assert request.headers["Accept-Encoding"] == "gzip"
+    assert request.headers["Accept-Encoding"] == "zstd, gzip"
     assert request.headers["If-Match"] == '"a\\"b"'
     assert (request.headers["Idempotency-Key"], request.headers["X-App"]) == ("k", "1")
     assert request.headers["User-Agent"].startswith("tablesync/")

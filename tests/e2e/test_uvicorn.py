@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import zstandard
 
 from tablesync.protocol import loads
 
@@ -84,6 +85,19 @@ def test_gzip_responses_and_gzip_request_bodies(base_url: str) -> None:
         # The gzip header's XFL byte says which level compressed it: 4 is the fastest (1),
         # chosen for CPU (a pull page costs 7x more CPU to compress at 9 for 20% less data).
         assert raw[:2] == b"\x1f\x8b" and raw[8] == 4
+
+
+def test_zstd_responses_for_clients_that_accept_them(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=10) as http:
+        created = http.post("/tables/notes", json={"id": "z", "text": "q" * 5000}, headers=V3)
+        assert created.status_code == 201
+        # What tablesync's client asks for (client/_http.py).
+        headers = {**V3, "Accept-Encoding": "zstd, gzip"}
+        with http.stream("GET", "/tables/notes/z", headers=headers) as r:
+            raw = b"".join(r.iter_raw())
+    assert r.headers["content-encoding"] == "zstd"
+    assert len(raw) < 200
+    assert loads(zstandard.ZstdDecompressor().decompress(raw))["text"] == "q" * 5000
 
 
 def test_health_and_openapi(base_url: str) -> None:

@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,6 +21,7 @@ from .._exceptions import ODataSyntaxError, QueryError, ServerConfigError
 from ._access import Access, secure_openapi
 from ._auth import Authenticator, api_key_header
 from ._batch import DEFAULT_MAX_OPERATIONS, AdvertiseBatch, BatchEndpoint
+from ._compression import CompressionMiddleware
 from ._config import ServerConfig, Table, resolve_tables
 from ._endpoints import Endpoints
 from ._engine import limit_statements, make_engine
@@ -207,15 +207,8 @@ def _starlette(
     return app
 
 
-#: zlib level of compressed responses (see _middleware).
-GZIP_LEVEL = 1
-
-
 def _middleware(cors_origins: Sequence[str], max_batch: int = 0) -> list[Middleware]:
-    # Level 1, as nginx's default: a 1,000-row page (193 KB of JSON) compresses to 13.6 KB in
-    # 0.7 ms; Starlette's default, 9, gives 10.9 KB in 4.7 ms, and was 44% of the server's
-    # time serving a pull (docs/benchmarks.md).
-    middleware = [Middleware(GZipMiddleware, minimum_size=500, compresslevel=GZIP_LEVEL)]
+    middleware = [Middleware(CompressionMiddleware)]
     if max_batch:
         middleware.append(Middleware(AdvertiseBatch, max_operations=max_batch))
     if cors_origins:
