@@ -24,7 +24,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 
-from .._exceptions import StoreError, UsageError
+from .._exceptions import QueryError, StoreError, UsageError
 from ..odata._sqlite import compile_order_by, compile_where
 from ..protocol import dumps, dumps_texts, format_datetime, loads, new_id, parse_datetime
 from ._migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS_TABLE, STORE_MIGRATIONS, record
@@ -232,7 +232,7 @@ class SQLiteStore:
             try:
                 return list(conn.execute(sql, params).fetchall())
             except self._dbapi.Error as exc:
-                raise StoreError(f"the store could not read: {exc}") from exc
+                raise _store_error("read", exc) from exc
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement (atomic on its own); returns the changed row count."""
@@ -241,7 +241,7 @@ class SQLiteStore:
             try:
                 return int(conn.execute(sql, params).rowcount)
             except self._dbapi.Error as exc:
-                raise StoreError(f"the store could not write: {exc}") from exc
+                raise _store_error("write", exc) from exc
 
     def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run a write statement for each row, all or none."""
@@ -616,6 +616,19 @@ def _operation_error(row: Sequence[Any]) -> OperationError:
         raw_result=raw,
         extra=loads(extra),
     )
+
+
+def _store_error(action: str, exc: Exception) -> Exception:
+    """The error to raise for a failed statement: the caller's query, or the store."""
+    message = str(exc)
+    if any(text in message.lower() for text in _TOO_COMPLEX_MESSAGES):
+        # compile_where refuses such filters by an estimate; this is the backstop.
+        return QueryError(f"the filter is too complex for the local database ({message})")
+    return StoreError(f"the store could not {action}: {message}")
+
+
+#: What SQLite says of a statement nested past its own limits.
+_TOO_COMPLEX_MESSAGES = ("parser stack overflow", "expression tree is too large")
 
 
 def _where(filter: Expr | None) -> tuple[str, list[Any]]:

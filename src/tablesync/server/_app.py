@@ -230,10 +230,27 @@ async def _query_error(_request: Request, exc: Exception) -> Response:
     return error_response(400, f"Invalid query: {exc}", detail=detail)
 
 
-async def _database_unavailable(_request: Request, _exc: Exception) -> Response:
+async def _database_unavailable(_request: Request, exc: Exception) -> Response:
+    if _too_complex(exc):
+        # Not the database's state but the request: retrying it would fail the same way.
+        return error_response(400, "Invalid query: the filter is too complex for the database")
     return error_response(
         503, "The database is busy or unavailable; retry shortly", headers={"Retry-After": "1"}
     )
+
+
+#: What the databases say of a statement nested past their own limits. ``check_complexity``
+#: refuses such filters before they are compiled, by an estimate; this is the backstop.
+_TOO_COMPLEX_MESSAGES = ("parser stack overflow", "expression tree is too large")
+_STACK_DEPTH_EXCEEDED = "54001"  # PostgreSQL's SQLSTATE
+
+
+def _too_complex(exc: Exception) -> bool:
+    cause = getattr(exc, "orig", None)
+    if getattr(cause, "sqlstate", None) == _STACK_DEPTH_EXCEEDED:
+        return True
+    message = str(cause).lower()
+    return any(text in message for text in _TOO_COMPLEX_MESSAGES)
 
 
 async def _data_error(_request: Request, exc: Exception) -> Response:
