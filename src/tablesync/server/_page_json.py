@@ -73,9 +73,18 @@ def page_select(
     return _sqlite_select(table, columns, version)
 
 
-def _item_names(version: ApiVersion, columns: tuple[str, ...]) -> tuple[str, ...]:
+def _item_columns(
+    table: sa.Table, columns: tuple[str, ...], version: ApiVersion
+) -> list[sa.Column[Any]] | None:
+    """An item's columns in :func:`_items.render`'s order.
+
+    ``None`` if the table lacks one: ``render`` sends a missing field as null (the Python path).
+    """
     system = ("id", "createdAt") if version is ApiVersion.V2 else ("id",)
-    return (*system, "updatedAt", "version", "deleted", *columns)
+    names = (*system, "updatedAt", "version", "deleted", *columns)
+    if any(name not in table.c for name in names):
+        return None
+    return [table.c[name] for name in names]
 
 
 def _has_json(dialect: Dialect) -> bool:
@@ -87,18 +96,18 @@ def _has_json(dialect: Dialect) -> bool:
 def _sqlite_select(
     table: sa.Table, columns: tuple[str, ...], version: ApiVersion
 ) -> JsonSelect | None:
-    names = _item_names(version, columns)
-    if any(name not in table.c for name in names):
-        return None  # render() sends a missing field as null: the Python path
+    item_columns = _item_columns(table, columns, version)
+    if item_columns is None:
+        return None
     fields: list[ColumnElement[Any]] = []
     times = []
-    for name in names:
-        value = _json_value(table.c[name], nullable=name != "deleted")
+    for column in item_columns:
+        value = _json_value(column, nullable=column.name != "deleted")
         if value is None:
             return None
-        fields += [sa.literal_column(_sql_string(name)), value]
-        if isinstance(table.c[name].type, UtcDateTime):
-            times.append(table.c[name])
+        fields += [sa.literal_column(_sql_string(column.name)), value]
+        if isinstance(column.type, UtcDateTime):
+            times.append(column)
     item = sa.func.json_object(*fields, type_=sa.String()).label("item")
     canonical = sa.and_(sa.true(), *(_canonical(column) for column in times))
     return JsonSelect((item, sa.cast(canonical, sa.Integer()).label("canonical")), table)
@@ -112,16 +121,15 @@ _ROW_NAME = "item$"
 def _postgres_select(
     table: sa.Table, columns: tuple[str, ...], version: ApiVersion
 ) -> JsonSelect | None:
-    names = _item_names(version, columns)
-    if any(name not in table.c for name in names):
-        return None  # render() sends a missing field as null: the Python path
+    item_columns = _item_columns(table, columns, version)
+    if item_columns is None:
+        return None
     fields = []
-    for name in names:
-        column = table.c[name]
+    for column in item_columns:
         if isinstance(column.type, UtcDateTime):
             fields.append(wire_text(column, "postgresql"))
         elif isinstance(column.type, sa.Boolean | sa.Integer | sa.String):
-            fields.append(column.label(name))
+            fields.append(column.label(column.name))
         else:
             return None  # doubles, JSON, anything else
     row = sa.select(*fields).correlate(table).lateral(_ROW_NAME)
