@@ -122,6 +122,22 @@ def group_cpu_seconds(pgid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU seconds used so far by this machine's live PostgreSQL processes.
+
+    Every ``postgres`` process counts (backends, WAL writer, checkpointer): what PostgreSQL
+    costs the shared cores. Another client of the same server during a run is counted too.
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            head, tail = stat.read_text().rsplit(")", 1)
+            if head.split("(", 1)[1] == "postgres":
+                fields = tail.split()
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def fresh_postgres_database(name: str) -> str:
     """Drop and create database ``name``; returns its URL."""
     import psycopg

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +40,7 @@ from _common import (
     group_cpu_seconds,
     markdown_table,
     median,
+    postgres_cpu_seconds,
     print_machine,
     started,
     wait_http,
@@ -70,6 +72,8 @@ class Sample:
     p99_ms: float
     errors: int
     cpu_us: float  # the server processes' CPU time per request (PostgreSQL's own not counted)
+    postgres_cpu_us: float  # PostgreSQL's processes' CPU time per request
+    wrk_cpu_us: float  # the load generator's CPU time per request
 
 
 @dataclass
@@ -110,9 +114,12 @@ def run_wrk(
     env.update(BENCH_API=target.api, BENCH_ROWS=str(rows))
     argv = [wrk, "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s"]
     argv += ["-s", str(LUA_DIR / f"{scenario}.lua"), target.url]
-    cpu_before = group_cpu_seconds(target.pgid)
+    cpu_before, postgres_before = group_cpu_seconds(target.pgid), postgres_cpu_seconds()
+    wrk_before = _children_cpu_seconds()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration + 60)
     cpu = group_cpu_seconds(target.pgid) - cpu_before
+    postgres_cpu = postgres_cpu_seconds() - postgres_before
+    wrk_cpu = _children_cpu_seconds() - wrk_before
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
@@ -124,7 +131,14 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1000,
         errors=errors,
         cpu_us=cpu * 1e6 / max(1, data["requests"]),
+        postgres_cpu_us=postgres_cpu * 1e6 / max(1, data["requests"]),
+        wrk_cpu_us=wrk_cpu * 1e6 / max(1, data["requests"]),
     )
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager
@@ -193,7 +207,8 @@ def measure(args: argparse.Namespace, targets: list[Target], wrk: str) -> Result
                 print(
                     f"round {round_no} {scenario:6} {target.name:12} {sample.rps:8.0f} req/s "
                     f"p50 {sample.p50_ms:6.1f} ms p99 {sample.p99_ms:6.1f} ms "
-                    f"cpu {sample.cpu_us:5.0f} us/req errors {sample.errors}",
+                    f"cpu {sample.cpu_us:5.0f} us/req (postgres {sample.postgres_cpu_us:4.0f}, "
+                    f"wrk {sample.wrk_cpu_us:3.0f}) errors {sample.errors}",
                     flush=True,
                 )
     return results
@@ -220,13 +235,26 @@ def report(results: Results, targets: list[Target], scenarios: tuple[str, ...]) 
                         f"{median([s.p50_ms for s in samples]):.1f}",
                         f"{median([s.p99_ms for s in samples]):.1f}",
                         f"{median([s.cpu_us for s in samples]):.0f}",
+                        f"{median([s.postgres_cpu_us for s in samples]):.0f}",
+                        f"{median([s.wrk_cpu_us for s in samples]):.0f}",
                         sum(s.errors for s in samples),
                     ]
                 )
     print("\n### Medians\n")
     print(
         markdown_table(
-            ["scenario", "server", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors"], rows
+            [
+                "scenario",
+                "server",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "CPU µs/req",
+                "PostgreSQL CPU µs/req",
+                "wrk CPU µs/req",
+                "errors",
+            ],
+            rows,
         )
     )
     print("\n### Ratios (median of per-round ratios)\n")
