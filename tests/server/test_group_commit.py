@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tablesync.server import Table, create_app
+from tablesync.server import _repository as repo
 from tablesync.server._runner import DatabaseRunner, WriteGate
 
 from .conftest import V3
@@ -105,16 +106,15 @@ def test_a_write_that_breaks_stops_its_group_and_the_rest_run_after_it(
 ) -> None:
     path = tmp_path / "breaks.db"
     app = _app(path)
-    service = app.state.tablesync
     commits = _count_commits(app)
-    insert = service.insert
+    insert = repo.insert
 
-    def breaking_insert(req: Any, batch: Any = None) -> Any:
-        if req.body.get("id") == "broken":
+    def breaking_insert(conn: Any, state: Any, view: Any, values: Any, **kw: Any) -> Any:
+        if values["id"] == "broken":  # in the group's transaction
             raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
-        return insert(req, batch)
+        return insert(conn, state, view, values, **kw)
 
-    monkeypatch.setattr(service, "insert", breaking_insert)
+    monkeypatch.setattr(repo, "insert", breaking_insert)
     bodies = [{"id": "a", "n": 1}, {"id": "broken", "n": 2}, {"id": "b", "n": 3}]
 
     replies = asyncio.run(_post_all(app, bodies))
@@ -384,19 +384,19 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
 ) -> None:
     app = _pg_app(postgres_url)
     service = app.state.tablesync
-    insert = service.insert
+    write = service._write
 
-    def aborting_insert(req: Any, batch: Any = None) -> Any:
+    def aborting_write(req: Any, state: Any, operation: Any, action: Any, batch: Any) -> Any:
         if req.body.get("id") == "aborts" and batch is not None:
             # A statement failing outside the write's savepoint aborts the transaction.
             batch.connection().exec_driver_sql("SELECT 1 / 0")
-        return insert(req, batch)
+        return write(req, state, operation, action, batch)
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
             assert first.status_code == 201
-        monkeypatch.setattr(service, "insert", aborting_insert)
+        monkeypatch.setattr(service, "_write", aborting_write)
         bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
         return await _post_all(app, bodies)
 

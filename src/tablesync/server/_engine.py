@@ -173,8 +173,13 @@ def _postgres_statement_timeout(engine: Engine, timeout_ms: int) -> None:
 class _Deadline:
     """When the running statement of one SQLite connection must stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
         self.at = float("inf")
+
+    def start(self) -> None:
+        """A statement starts now: it may run for ``timeout_s``."""
+        self.at = time.monotonic() + self.timeout_s
 
     def passed(self) -> bool:
         # SQLite's progress handler: a true result interrupts the statement.
@@ -189,14 +194,42 @@ _CHECK_EVERY = 10_000
 def _sqlite_statement_timeout(engine: Engine, timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
-        deadline = record.info[_DEADLINE] = _Deadline()
+        deadline = record.info[_DEADLINE] = _Deadline(timeout_s)
         dbapi_connection.set_progress_handler(deadline.passed, _CHECK_EVERY)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _on_execute(conn: sa.Connection, *_args: Any) -> None:
-        deadline = conn.info.get(_DEADLINE)
-        if deadline is not None:
-            deadline.at = time.monotonic() + timeout_s
+        start_statement(conn)
+
+
+def start_statement(conn: sa.Connection) -> None:
+    """Start the statement timeout's clock for a statement sent past SQLAlchemy (SQLite).
+
+    SQLAlchemy's ``before_cursor_execute`` hook starts it for every statement SQLAlchemy
+    executes; a statement sent on the driver's own cursor (``_repository._SQLiteInsert``)
+    must start it itself, or it would run under the previous statement's deadline (and be
+    interrupted early, or never). Without ``limit_statements`` there is no clock.
+    """
+    deadline: _Deadline | None = conn.info.get(_DEADLINE)
+    if deadline is not None:
+        deadline.start()
+
+
+def execute_plain(conn: sa.Connection, sql: str) -> None:
+    """Run ``sql`` (no parameters, no results) on ``conn``'s SQLite driver connection.
+
+    For a write's ``SAVEPOINT`` in a group commit: through SQLAlchemy's execution context it
+    cost as much as a sixth of the insert it wraps, all of it while the group holds the
+    write turn. As for any statement, the statement timeout's clock is started and a driver
+    error is raised as SQLAlchemy would raise it.
+    """
+    import sqlite3
+
+    start_statement(conn)
+    try:
+        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        raise sa.exc.DBAPIError.instance(sql, (), exc, sqlite3.Error, dialect=conn.dialect) from exc
 
 
 #: ``Connection.info`` key: what ``defer`` holds back (a ``_Deferred``).
