@@ -352,17 +352,29 @@ def _pg_stored(url: str) -> dict[str, int]:
 
 
 def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
-    postgres_url: str,
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import psycopg
+
     app = _pg_app(postgres_url)
     commits = _count_commits(app)
     statements = _clock_statements(app)
+    # Queries sent on the driver's connection itself, past SQLAlchemy.
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def recorded(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recorded)
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:  # the first write starts the app's pool
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
         commits[0] = 0
         statements.clear()
+        sent.clear()
         return [first, *await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, 12)])]
 
     try:
@@ -372,8 +384,11 @@ def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
 
     assert [reply.status_code for reply in replies] == [201] * 12
     assert commits[0] < 11 / 2
-    # Per group: the lock up front, the write-back before COMMIT; no UPDATE per write.
-    assert statements.count("SELECT") == commits[0] and statements.count("UPDATE") == commits[0]
+    # Per group: the lock up front; no UPDATE per write; the write-back in the COMMIT's query.
+    assert statements.count("SELECT") == commits[0] and statements.count("UPDATE") == 0
+    commits_sent = [query for query in sent if query.endswith("COMMIT")]
+    assert len(commits_sent) == commits[0], sent
+    assert all(query.startswith("UPDATE tablesync_clock SET") for query in commits_sent), sent
     stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
     assert stamps == sorted(set(stamps))
     assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(12)}, "clock": stamps[-1]}

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._engine import can_defer, defer
 from ._schema import CLOCK
 
 #: ``Connection.info`` key of the clocks a transaction holds in memory (``hold_clocks``).
@@ -102,11 +103,39 @@ def hold_clocks(conn: Connection, lock: Sequence[str] = ()) -> None:
 
 
 def store_clocks(conn: Connection) -> None:
-    """Write the held clocks of ``conn``'s transaction back to their rows (before COMMIT)."""
+    """Write the held clocks of ``conn``'s transaction back to their rows (before COMMIT).
+
+    Where the connection can hold statements back (PostgreSQL through psycopg), the
+    write-back is held back (``_engine.defer``) to go with the COMMIT in one query
+    (``_engine.commit_deferred``): one round trip fewer for each group, while it holds the
+    table's clock row.
+    """
     held = _held(conn)
     conn.info.pop(_HELD, None)
+    deferring = can_defer(conn)
     for key, last_ms in held.clocks.items() if held is not None else ():
-        conn.execute(_store(conn.dialect.name), {"clock_key": key, "clock_last": last_ms})
+        params = {"clock_key": key, "clock_last": last_ms}
+        if deferring:
+            defer(conn, _bound(conn, _store_sql(conn.dialect), params))
+        else:
+            conn.execute(_store(conn.dialect.name), params)
+
+
+@functools.lru_cache(maxsize=4)
+def _store_sql(dialect: sa.Dialect) -> str:
+    """The write-back's SQL with the driver's placeholders (PostgreSQL)."""
+    return str(_store(dialect.name).compile(dialect=dialect))
+
+
+def _bound(conn: Connection, sql: str, params: dict[str, Any]) -> str:
+    """``sql`` with ``params`` bound, by the driver's own quoting (psycopg)."""
+    import psycopg  # the driver of the connections that defer (``can_defer``)
+
+    cursor: Any = psycopg.ClientCursor(conn.connection.dbapi_connection)  # type: ignore[call-overload]
+    try:
+        return str(cursor.mogrify(sql, params))
+    finally:
+        cursor.close()
 
 
 def _held(conn: Connection) -> _HeldClocks | None:

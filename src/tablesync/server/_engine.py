@@ -294,6 +294,28 @@ def settle_deferred(conn: sa.Connection) -> bool:
     return held is not None and (held.failed or bool(held.statements))
 
 
+def commit_deferred(conn: sa.Connection) -> None:
+    """Send the held-back statements and COMMIT in one query (one round trip), if any are held.
+
+    A group commit's clock write-back (``_clock.store_clocks``) is held back to go with its
+    COMMIT: one round trip fewer for each group, inside the table's turn on its clock row.
+    The caller then commits ``conn``'s transaction as usual, which finds it committed
+    (psycopg sends no second COMMIT from an idle connection). A failure is raised as
+    SQLAlchemy raises one; the transaction did not commit then.
+    """
+    held = _held(conn)
+    if held is None or not held.statements:
+        return
+    statements, held.statements = held.statements, []
+    sql = "".join(f"{statement}; " for statement in statements) + "COMMIT"
+    error: type[Exception] = conn.dialect.loaded_dbapi.Error
+    try:
+        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
+    except error as exc:
+        held.failed = True
+        raise sa.exc.DBAPIError.instance(sql, (), exc, error, dialect=conn.dialect) from exc
+
+
 def _held(conn: sa.Connection) -> _Deferred | None:
     held: _Deferred | None = conn.info.get(_DEFERRED)
     # Only in the transaction they were deferred in: a pooled connection outlives it.

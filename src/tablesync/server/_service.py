@@ -23,7 +23,7 @@ from ._access import Access
 from ._auth import Authenticator, principal_of
 from ._clock import hold_clocks, mark_arrival, now_ms, store_clocks
 from ._config import WriteEvent, WriteHook, is_valid_table_name
-from ._engine import can_defer, defer, execute_plain, settle_deferred
+from ._engine import can_defer, commit_deferred, defer, execute_plain, settle_deferred
 from ._errors import (
     BadRequest,
     HTTPError,
@@ -147,6 +147,7 @@ class WriteBatch:
                     _check_not_aborted(self._conn)
                     self.keys.flush(self._conn)
                     store_clocks(self._conn)
+                    commit_deferred(self._conn)  # the write-back and COMMIT in one query
                 tx.commit()
             except BaseException:
                 # A failed COMMIT can leave the database's transaction open (SQLite busy)
