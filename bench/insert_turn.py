@@ -29,11 +29,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: Inserts sent at once (wrk's 16 connections split over two workers: about 8 each).
 CONCURRENT = 16
 
 
-def _child(database: str, batches: int) -> dict[str, float]:
-    """Runs in the measured process: seed, then ``batches`` times 16 concurrent inserts."""
+def _child(database: str, batches: int, concurrent: int) -> dict[str, float]:
+    """Runs in the measured process: seed, then ``batches`` times ``concurrent`` inserts."""
     import httpx
     from _seed import COLUMNS, TABLE, seed_tablesync
 
@@ -67,13 +68,13 @@ def _child(database: str, batches: int) -> dict[str, float]:
             transport=transport, base_url="http://b", headers=headers
         ) as c:
             for n in range(3):  # warm up
-                await asyncio.gather(*(insert(c, n * 100 + i) for i in range(CONCURRENT)))
+                await asyncio.gather(*(insert(c, n * 100 + i) for i in range(concurrent)))
             turn.update(s=0.0, groups=0)
             cpu, wall = time.process_time(), time.perf_counter()
             for n in range(batches):
-                await asyncio.gather(*(insert(c, n * 100 + i) for i in range(CONCURRENT)))
+                await asyncio.gather(*(insert(c, n * 100 + i) for i in range(concurrent)))
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        count = batches * CONCURRENT
+        count = batches * concurrent
         app.state.tablesync.schema.engine.dispose()
         return {
             "turn_us": turn["s"] / count * 1e6,
@@ -85,9 +86,10 @@ def _child(database: str, batches: int) -> dict[str, float]:
     return asyncio.run(run())
 
 
-def _measure(src: Path, database: str, batches: int) -> dict[str, float]:
+def _measure(src: Path, database: str, batches: int, concurrent: int) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{HERE}")
     argv = [sys.executable, __file__, "--child", database, "--batches", str(batches)]
+    argv += ["--concurrent", str(concurrent)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
@@ -125,12 +127,13 @@ def main() -> None:
     parser.add_argument("--base-src", type=Path, required="--child" not in sys.argv)
     parser.add_argument("--src", type=Path, default=ROOT / "src")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batches", type=int, default=100, help="16 inserts each")
+    parser.add_argument("--batches", type=int, default=100, help="of inserts sent at once")
+    parser.add_argument("--concurrent", type=int, default=CONCURRENT, help="inserts at once")
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child, args.batches)))
+        print(json.dumps(_child(args.child, args.batches, args.concurrent)))
         return
     figures: dict[str, list[dict[str, float]]] = {"base": [], "ours": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +141,8 @@ def main() -> None:
             for label, src in (("base", args.base_src), ("ours", args.src)):
                 database, handle = _database(args.postgres, tmp, label, round_)
                 try:
-                    figures[label].append(_measure(src, database, args.batches))
+                    run = _measure(src, database, args.batches, args.concurrent)
+                    figures[label].append(run)
                 finally:
                     _drop(handle)
     print(f"load average {os.getloadavg()[0]:.2f}; medians of {args.rounds} rounds")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tablesync.server import Table, _service
 
-from .conftest import TODO_COLUMNS, V2, V3, MakeClient
+from .conftest import TODO_COLUMNS, V2, V3, MakeClient, sent_statements
 
 VOLATILE = ("updatedAt", "version", "createdAt")
 
@@ -605,14 +605,7 @@ def test_a_batch_takes_its_tables_clock_rows_up_front_and_stamps_in_memory(
     tables = [Table(name, columns={"text": "string"}) for name in ("notes", "todo")]
     client = make_client(tables)
     engine = client.app.state.tablesync.schema.engine
-    clock: list[str] = []
-    sa.event.listen(
-        engine,
-        "before_cursor_execute",
-        lambda _c, _cur, sql, *_: (
-            clock.append(sql.split()[0]) if "tablesync_clock" in sql else None
-        ),
-    )
+    sent = sent_statements(engine)
     ops = [
         {"method": "POST", "table": table, "headers": {}, "body": {"id": f"{table}{n}"}}
         for n in range(5)
@@ -622,6 +615,7 @@ def test_a_batch_takes_its_tables_clock_rows_up_front_and_stamps_in_memory(
     results = _batch(client, ops).json()["results"]
 
     assert [r["status"] for r in results] == [201] * 10
+    clock = [sql.split()[0] for sql in sent if "tablesync_clock" in sql]
     if engine.dialect.name == "postgresql":
         # Both rows locked in one sorted statement: two batches cannot wait for each other.
         # Their write-backs go with the COMMIT, past SQLAlchemy (_engine.commit_deferred).

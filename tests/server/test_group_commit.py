@@ -20,7 +20,7 @@ from tablesync.server import Table, create_app
 from tablesync.server import _repository as repo
 from tablesync.server._runner import DatabaseRunner, WriteGate
 
-from .conftest import V3
+from .conftest import V3, sent_statements
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -263,15 +263,30 @@ def test_postgres_groups_writes_per_table_on_worker_threads(postgres_url: str) -
     assert threading.get_ident() not in {thread for _, _, thread in groups}
 
 
-def _clock_statements(app: Any) -> list[str]:
-    statements: list[str] = []
+class _ClockStatements:
+    """The first word of each statement on the clock table sent from now on."""
 
-    @sa.event.listens_for(app.state.tablesync.schema.engine, "before_cursor_execute")
-    def _on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "tablesync_clock" in statement:
-            statements.append(statement.split()[0])
+    def __init__(self, app: Any) -> None:
+        self._sent = sent_statements(app.state.tablesync.schema.engine)
 
-    return statements
+    def _verbs(self) -> list[str]:
+        return [sql.split()[0] for sql in self._sent if "tablesync_clock" in sql]
+
+    def clear(self) -> None:
+        self._sent.clear()
+
+    def count(self, verb: str) -> int:
+        return self._verbs().count(verb)
+
+    def __eq__(self, other: object) -> bool:
+        return self._verbs() == other
+
+    def __repr__(self) -> str:
+        return repr(self._verbs())
+
+
+def _clock_statements(app: Any) -> _ClockStatements:
+    return _ClockStatements(app)
 
 
 def _clock_row(path: Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -119,7 +120,7 @@ def _prepare_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        execute_on_driver(connection, f"BEGIN {mode}")
 
 
 def reader(engine: Engine) -> Engine:
@@ -215,21 +216,26 @@ def start_statement(conn: sa.Connection) -> None:
         deadline.start()
 
 
-def execute_plain(conn: sa.Connection, sql: str) -> None:
-    """Run ``sql`` (no parameters, no results) on ``conn``'s SQLite driver connection.
+def execute_on_driver(conn: sa.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run ``sql`` on ``conn``'s SQLite driver connection; its rows (none for most).
 
-    For a write's ``SAVEPOINT`` in a group commit: through SQLAlchemy's execution context it
-    cost as much as a sixth of the insert it wraps, all of it while the group holds the
-    write turn. As for any statement, the statement timeout's clock is started and a driver
-    error is raised as SQLAlchemy would raise it.
+    For the statements a group commit runs inside its turn, which every other process's
+    writers wait for: a write's ``SAVEPOINT``, the clock's UPDATE and write-back, ``BEGIN``.
+    Through SQLAlchemy's execution context each cost about as much as the insert they go
+    with (docs/benchmarks.md). As for any statement, the statement timeout's clock is
+    started and a driver error is raised as SQLAlchemy would raise it. The parameters are
+    passed as they are: the callers' are integers and strings, which need no processing.
     """
     import sqlite3
 
     start_statement(conn)
     try:
-        conn.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
+        cursor = conn.connection.dbapi_connection.execute(sql, params)  # type: ignore[union-attr]
+        return list(cursor.fetchall())
     except sqlite3.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, (), exc, sqlite3.Error, dialect=conn.dialect) from exc
+        raise sa.exc.DBAPIError.instance(
+            sql, params, exc, sqlite3.Error, dialect=conn.dialect
+        ) from exc
 
 
 #: ``Connection.info`` key: what ``defer`` holds back (a ``_Deferred``).

@@ -23,7 +23,7 @@ from ._access import Access
 from ._auth import Authenticator, principal_of
 from ._clock import hold_clocks, mark_arrival, now_ms, store_clocks
 from ._config import WriteEvent, WriteHook, is_valid_table_name
-from ._engine import can_defer, commit_deferred, defer, execute_plain, settle_deferred
+from ._engine import can_defer, commit_deferred, defer, execute_on_driver, settle_deferred
 from ._errors import (
     BadRequest,
     HTTPError,
@@ -202,7 +202,7 @@ class _Savepoint:
     (on PostgreSQL one round trip) fewer per write.
 
     - SQLite: the next write's savepoint nests in it; ROLLBACK TO goes to the newest of a name.
-      SAVEPOINT goes straight to the driver (``_engine.execute_plain``).
+      SAVEPOINT goes straight to the driver (``_engine.execute_on_driver``).
     - PostgreSQL: the next write's SAVEPOINT releases the open one in the same round trip (each
       open savepoint is a subtransaction there, and more than 64 slow every session down).
       Both wait for the write's first statement and go in its query (``_engine.defer``): an
@@ -225,7 +225,7 @@ class _Savepoint:
             release = (f"RELEASE SAVEPOINT {self._NAME}",) if self._left_open() else ()
             defer(self._conn, *release, sql)
         elif self._dialect == "sqlite":
-            execute_plain(self._conn, sql)  # SQLAlchemy's execution context: a sixth of an insert
+            execute_on_driver(self._conn, sql)  # SQLAlchemy's: a sixth of an insert
         else:
             if self._dialect == "postgresql" and self._left_open():
                 sql = f"RELEASE SAVEPOINT {self._NAME}; {sql}"
