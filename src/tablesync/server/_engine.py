@@ -221,10 +221,11 @@ def execute_on_driver(conn: sa.Connection, sql: str, params: Sequence[Any] = ())
 
     For the statements a group commit runs inside its turn, which every other process's
     writers wait for: a write's ``SAVEPOINT``, the clock's UPDATE and write-back, ``BEGIN``.
-    Through SQLAlchemy's execution context each cost about as much as the insert they go
-    with (docs/benchmarks.md). As for any statement, the statement timeout's clock is
-    started and a driver error is raised as SQLAlchemy would raise it. The parameters are
-    passed as they are: the callers' are integers and strings, which need no processing.
+    SQLAlchemy's execution context is most of their cost: a SAVEPOINT took 8.6 µs through
+    it and 1.3 µs here, the clock's UPDATE 25.6 and 5.4 µs (bench/insert_statements.py).
+    As for any statement, the statement timeout's clock is started and a driver error is
+    raised as SQLAlchemy would raise it. The parameters are passed as they are: the
+    callers' are integers and strings, which need no processing.
     """
     import sqlite3
 

@@ -248,11 +248,12 @@ class _SQLiteInsert:
     """The SQLite insert of one set of columns, executed on the driver's own cursor.
 
     SQLAlchemy's execution context (the event dispatch, the compiled cache lookup, the result
-    object and its row) was two thirds of an insert's time in a group commit: 48 µs against
-    17 µs here, measured in process (docs/benchmarks.md). That time is spent holding the
-    write turn every other process's writers wait for. The statement is SQLAlchemy's own,
-    compiled once per table and set of columns, and the values and the returned row pass
-    through the columns' own bind and result processors, as SQLAlchemy would pass them.
+    object and its row) was most of an insert's time in a group commit: 44-52 µs against
+    18-20 µs here, measured in process (bench/insert_statements.py), all of it spent
+    holding the write turn every other process's writers wait for. The statement is
+    SQLAlchemy's own, compiled once per table and set of columns, and the values and the
+    returned row pass through the columns' own bind and result processors, as SQLAlchemy
+    would pass them.
     What SQLAlchemy's hooks did for the statement is done here: the statement timeout's
     clock is started (``_engine.start_statement``), and a driver error is raised as
     SQLAlchemy would raise it (``DBAPIError.instance``). Any other hook on the engine (an

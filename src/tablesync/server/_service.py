@@ -225,7 +225,7 @@ class _Savepoint:
             release = (f"RELEASE SAVEPOINT {self._NAME}",) if self._left_open() else ()
             defer(self._conn, *release, sql)
         elif self._dialect == "sqlite":
-            execute_on_driver(self._conn, sql)  # SQLAlchemy's: a sixth of an insert
+            execute_on_driver(self._conn, sql)  # 1.3 µs; 8.6 through SQLAlchemy
         else:
             if self._dialect == "postgresql" and self._left_open():
                 sql = f"RELEASE SAVEPOINT {self._NAME}; {sql}"
