@@ -74,25 +74,32 @@ def _through_sqlalchemy(app: Any) -> list[str]:
 
 
 @pytest.fixture
-def in_group(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
-    """Whether each ``parse_item`` call ran inside a group's transaction."""
-    running = [False]
-    calls: list[bool] = []
+def running(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """``[True]`` while a group's transaction runs."""
+    flag = [False]
     run_together = DatabaseRunner._run_together
-    parse_item = _service.parse_item
 
-    def timed(self: Any, *args: Any) -> Any:
-        running[0] = True
+    def flagged(self: Any, *args: Any) -> Any:
+        flag[0] = True
         try:
             return run_together(self, *args)
         finally:
-            running[0] = False
+            flag[0] = False
+
+    monkeypatch.setattr(DatabaseRunner, "_run_together", flagged)
+    return flag
+
+
+@pytest.fixture
+def in_group(monkeypatch: pytest.MonkeyPatch, running: list[bool]) -> Iterator[list[bool]]:
+    """Whether each ``parse_item`` call ran inside a group's transaction."""
+    calls: list[bool] = []
+    parse_item = _service.parse_item
 
     def parse(*args: Any, **kwargs: Any) -> Any:
         calls.append(running[0])
         return parse_item(*args, **kwargs)
 
-    monkeypatch.setattr(DatabaseRunner, "_run_together", timed)
     monkeypatch.setattr(_service, "parse_item", parse)
     yield calls
 
@@ -168,6 +175,28 @@ def test_a_dynamic_table_is_validated_inside_the_transaction(
     assert [reply.status_code for reply in replies] == [201, 201, 201]
     assert replies[1].json()["colour"] == "red"
     assert in_group == [True] * len(bodies)
+
+
+def test_a_tables_own_view_function_runs_with_the_write(
+    tmp_path: Path, running: list[bool]
+) -> None:
+    # Application code: it runs where it ran before, in the write (on PostgreSQL, on a
+    # worker thread), not on the event loop before the insert joins its group.
+    calls: list[bool] = []
+
+    def view(_request: Any, _table: sa.Table) -> Any:
+        calls.append(running[0])
+        return sa.true()
+
+    table = Table("mine", columns={"n": "integer"}, view=view)
+    app = create_app(f"sqlite:///{tmp_path / 'view.db'}", tables=[table])
+    bodies = [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "a", "n": 3}]
+
+    replies = _run(app, "mine", bodies)
+
+    assert [reply.status_code for reply in replies] == [201, 201, 409]
+    assert replies[2].json()["n"] == 1  # the conflict's row, read inside the view
+    assert calls and all(calls), calls
 
 
 def test_the_drivers_insert_starts_the_statement_clock(tmp_path: Path) -> None:

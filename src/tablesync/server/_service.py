@@ -467,7 +467,8 @@ class TableService:
         """An insert's work that needs no transaction, done now; the rest, to run in one.
 
         For a group commit: the body's validation, the values, the owner stamp and the
-        caller's view are done before the insert joins its group, so the group's
+        caller's access view (not a table's own view function: the application's code,
+        which runs with the write) are done before the insert joins its group, so the group's
         transaction, the turn every other process's writers wait for, holds only the
         clock stamp, the statement and the commit (docs/benchmarks.md). Only for a table
         whose state this process knows and that no write can change (a configured table
@@ -492,11 +493,14 @@ class TableService:
             values = state.config.insert_hook(req.request, values)
         # After the hook: the owner is the caller's, whatever the body or a hook said.
         values = self.access(state).stamp(principal_of(req.request), values)
-        # The state cannot change before the write: ``state`` is the one passed back.
-        view = self.view(req.request, state)
+        # The state cannot change before the write: ``state`` is the one passed back. A
+        # table's own view function is the application's code: it runs where it ran before,
+        # with the write (on a worker thread for PostgreSQL), not on the event loop.
+        view = self.view(req.request, state) if state.config.view is None else None
 
         def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
-            outcome = repo.insert(conn, state, view, values, strict=self.settings.strict_clock)
+            seen = self.view(req.request, state) if view is None else view
+            outcome = repo.insert(conn, state, seen, values, strict=self.settings.strict_clock)
             if outcome.row is None:
                 raise BadRequest(f"The id {values['id']!r} is not available")
             return item_reply(
