@@ -82,3 +82,26 @@ def make_client(db_url: str) -> Iterator[MakeClient]:
 def client(make_client: MakeClient) -> TestClient:
     """An app with the ``todo`` table (soft delete on)."""
     return make_client()
+
+
+def sent_statements(engine: Any) -> list[str]:
+    """Every statement ``engine`` sends from now on, also those sent past SQLAlchemy.
+
+    SQLite: traced by the driver connection itself (a group commit's SAVEPOINT, INSERT and
+    clock statements go to the driver, ``_engine.execute_on_driver``). Elsewhere: what
+    SQLAlchemy executes.
+    """
+    import sqlalchemy as sa
+
+    statements: list[str] = []
+    if engine.dialect.name == "sqlite":
+
+        def trace(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.set_trace_callback(statements.append)
+
+        sa.event.listen(engine, "checkout", trace)
+    else:
+        sa.event.listen(
+            engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql)
+        )
+    return statements

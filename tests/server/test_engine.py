@@ -88,3 +88,30 @@ def test_sqlite_connections_are_set_up_for_the_server(tmp_path: object) -> None:
         "cache_size": -_engine.SQLITE_CACHE_KIB,  # negative: KiB, not pages
         "busy_timeout": _engine.SQLITE_BUSY_TIMEOUT_MS,
     }
+
+
+def test_statements_held_back_go_with_the_commit_in_one_query(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    writes = _engine.writer(engine)
+    try:
+        with writes.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE held (x integer)")
+            conn.commit()
+            tx = conn.begin()
+            conn.exec_driver_sql("INSERT INTO held VALUES (1)")
+            _engine.defer(conn, "INSERT INTO held VALUES (2)")
+            _engine.commit_deferred(conn)
+            # Committed by that one query: another connection sees both rows already.
+            with psycopg.connect(postgres_url) as other:
+                assert other.execute("SELECT x FROM held ORDER BY x").fetchall() == [(1,), (2,)]
+            tx.commit()  # finds the transaction committed
+            tx = conn.begin()
+            conn.exec_driver_sql("INSERT INTO held VALUES (3)")
+            _engine.defer(conn, "SELECT 1 / 0")
+            with pytest.raises(sa.exc.DataError):  # raised as SQLAlchemy raises it
+                _engine.commit_deferred(conn)
+            tx.rollback()
+            assert conn.exec_driver_sql("SELECT x FROM held ORDER BY x").all() == [(1,), (2,)]
+            conn.rollback()
+    finally:
+        engine.dispose()

@@ -17,9 +17,10 @@ import pytest
 import sqlalchemy as sa
 
 from tablesync.server import Table, create_app
+from tablesync.server import _repository as repo
 from tablesync.server._runner import DatabaseRunner, WriteGate
 
-from .conftest import V3
+from .conftest import V3, sent_statements
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,16 +106,15 @@ def test_a_write_that_breaks_stops_its_group_and_the_rest_run_after_it(
 ) -> None:
     path = tmp_path / "breaks.db"
     app = _app(path)
-    service = app.state.tablesync
     commits = _count_commits(app)
-    insert = service.insert
+    insert = repo.insert
 
-    def breaking_insert(req: Any, batch: Any = None) -> Any:
-        if req.body.get("id") == "broken":
+    def breaking_insert(conn: Any, state: Any, view: Any, values: Any, **kw: Any) -> Any:
+        if values["id"] == "broken":  # in the group's transaction
             raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
-        return insert(req, batch)
+        return insert(conn, state, view, values, **kw)
 
-    monkeypatch.setattr(service, "insert", breaking_insert)
+    monkeypatch.setattr(repo, "insert", breaking_insert)
     bodies = [{"id": "a", "n": 1}, {"id": "broken", "n": 2}, {"id": "b", "n": 3}]
 
     replies = asyncio.run(_post_all(app, bodies))
@@ -263,15 +263,30 @@ def test_postgres_groups_writes_per_table_on_worker_threads(postgres_url: str) -
     assert threading.get_ident() not in {thread for _, _, thread in groups}
 
 
-def _clock_statements(app: Any) -> list[str]:
-    statements: list[str] = []
+class _ClockStatements:
+    """The first word of each statement on the clock table sent from now on."""
 
-    @sa.event.listens_for(app.state.tablesync.schema.engine, "before_cursor_execute")
-    def _on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "tablesync_clock" in statement:
-            statements.append(statement.split()[0])
+    def __init__(self, app: Any) -> None:
+        self._sent = sent_statements(app.state.tablesync.schema.engine)
 
-    return statements
+    def _verbs(self) -> list[str]:
+        return [sql.split()[0] for sql in self._sent if "tablesync_clock" in sql]
+
+    def clear(self) -> None:
+        self._sent.clear()
+
+    def count(self, verb: str) -> int:
+        return self._verbs().count(verb)
+
+    def __eq__(self, other: object) -> bool:
+        return self._verbs() == other
+
+    def __repr__(self) -> str:
+        return repr(self._verbs())
+
+
+def _clock_statements(app: Any) -> _ClockStatements:
+    return _ClockStatements(app)
 
 
 def _clock_row(path: Path) -> int:
@@ -352,17 +367,29 @@ def _pg_stored(url: str) -> dict[str, int]:
 
 
 def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
-    postgres_url: str,
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import psycopg
+
     app = _pg_app(postgres_url)
     commits = _count_commits(app)
     statements = _clock_statements(app)
+    # Queries sent on the driver's connection itself, past SQLAlchemy.
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def recorded(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", recorded)
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:  # the first write starts the app's pool
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
         commits[0] = 0
         statements.clear()
+        sent.clear()
         return [first, *await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, 12)])]
 
     try:
@@ -372,8 +399,11 @@ def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
 
     assert [reply.status_code for reply in replies] == [201] * 12
     assert commits[0] < 11 / 2
-    # Per group: the lock up front, the write-back before COMMIT; no UPDATE per write.
-    assert statements.count("SELECT") == commits[0] and statements.count("UPDATE") == commits[0]
+    # Per group: the lock up front; no UPDATE per write; the write-back in the COMMIT's query.
+    assert statements.count("SELECT") == commits[0] and statements.count("UPDATE") == 0
+    commits_sent = [query for query in sent if query.endswith("COMMIT")]
+    assert len(commits_sent) == commits[0], sent
+    assert all(query.startswith("UPDATE tablesync_clock SET") for query in commits_sent), sent
     stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
     assert stamps == sorted(set(stamps))
     assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(12)}, "clock": stamps[-1]}
@@ -384,19 +414,19 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
 ) -> None:
     app = _pg_app(postgres_url)
     service = app.state.tablesync
-    insert = service.insert
+    write = service._write
 
-    def aborting_insert(req: Any, batch: Any = None) -> Any:
+    def aborting_write(req: Any, state: Any, operation: Any, action: Any, batch: Any) -> Any:
         if req.body.get("id") == "aborts" and batch is not None:
             # A statement failing outside the write's savepoint aborts the transaction.
             batch.connection().exec_driver_sql("SELECT 1 / 0")
-        return insert(req, batch)
+        return write(req, state, operation, action, batch)
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
             assert first.status_code == 201
-        monkeypatch.setattr(service, "insert", aborting_insert)
+        monkeypatch.setattr(service, "_write", aborting_write)
         bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
         return await _post_all(app, bodies)
 

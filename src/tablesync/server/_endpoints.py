@@ -6,6 +6,7 @@ Where that work runs (the loop itself for SQLite, a worker thread else) is ``_ru
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import anyio
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from ._config import DEFAULT_MAX_TOP
 from ._errors import error_response
 from ._paging import parse_options
 from ._querying import run_query
+from ._replies import Reply
 from ._request import (
     checked_id,
     include_deleted,
@@ -27,7 +29,7 @@ from ._request import (
     zumo_options,
 )
 from ._runner import DatabaseRunner
-from ._service import TableService, WriteRequest
+from ._service import TableService, WriteBatch, WriteRequest
 from ._writes import (
     OPERATIONS,
     WriteCall,
@@ -67,7 +69,7 @@ class Endpoints:
         if reading:
             return await self._query(request, key, version)
         write = await self._write_request(request, key, version, None)
-        return await self._write(self.service.insert, write)
+        return await self._write(self.service.insert, write, insert=True)
 
     async def _query(self, request: Request, key: str, version: ApiVersion) -> Response:
         state = self.service.schema.cached(key)
@@ -98,13 +100,18 @@ class Endpoints:
         write = await self._write_request(request, key, version, item_id)
         return await self._write(write_action(self.service, method, item_id), write)
 
-    async def _write(self, action: WriteCall, write: WriteRequest) -> Response:
-        job = functools.partial(action, write)
+    async def _write(
+        self, action: WriteCall, write: WriteRequest, *, insert: bool = False
+    ) -> Response:
+        job: Callable[[WriteBatch | None], Reply] = functools.partial(action, write)
         if runs_user_hooks(self.service.schema.cached(write.key)):
             # Application hooks may block or expect their write's own transaction.
-            reply = await self.runner.write(job, user_hooks=True)
+            reply = await self.runner.write(functools.partial(job, None), user_hooks=True)
         else:
-            reply = await self.runner.write_grouped(job, write.key)
+            # An insert's validation runs here, before its group's transaction takes the
+            # turn other processes' writers wait for (``TableService.prepare_insert``).
+            prepared = self.service.prepare_insert(write) if insert else None
+            reply = await self.runner.write_grouped(prepared or job, write.key)
         return reply.to_response()
 
     async def _write_request(

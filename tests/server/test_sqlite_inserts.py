@@ -1,0 +1,249 @@
+"""SQLite inserts of a group commit: validated before the group, sent past SQLAlchemy.
+
+The group's transaction is the turn every other process's writers wait for, so an insert's
+validation and binding run before it joins its group (``TableService.prepare_insert``), and
+its SAVEPOINT and INSERT go to the driver's cursor (``_repository._SQLiteInsert``,
+``_engine.execute_on_driver``). These tests hold that path to what SQLAlchemy's gave: the same
+stored values and replies, each write's own outcome, the statement timeout's clock started
+for each statement, and tables whose state may change (dynamic schema) still validated
+inside the transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tablesync.server import Table, _engine, _service, create_app
+from tablesync.server import _repository as repo
+from tablesync.server._runner import DatabaseRunner
+
+from .conftest import V3, sent_statements
+
+COLUMNS = {
+    "n": "integer",
+    "text": "string",
+    "price": "number",
+    "done": "boolean",
+    "due": "datetime",
+    "extra": "json",
+}
+
+
+def _app(path: Path, **kwargs: Any) -> Any:
+    tables = [Table("todo", columns=COLUMNS), Table("loose", dynamic_schema=True)]
+    return create_app(f"sqlite:///{path}", tables=tables, **kwargs)  # type: ignore[arg-type]
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def _run(app: Any, table: str, bodies: Sequence[Any]) -> list[httpx.Response]:
+    """POST ``bodies[0]`` alone, then the rest at once (one group), on one event loop."""
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = await client.post(f"/tables/{table}", json=bodies[0], headers=V3)
+            posts = [client.post(f"/tables/{table}", json=body, headers=V3) for body in bodies[1:]]
+            return [first, *await asyncio.gather(*posts)]
+
+    try:
+        return asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+
+def _through_sqlalchemy(app: Any) -> list[str]:
+    """Every statement SQLAlchemy executes on the app's writer engine."""
+    statements: list[str] = []
+
+    @sa.event.listens_for(app.state.tablesync.schema.writer, "before_cursor_execute")
+    def _on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    return statements
+
+
+@pytest.fixture
+def running(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """``[True]`` while a group's transaction runs."""
+    flag = [False]
+    run_together = DatabaseRunner._run_together
+
+    def flagged(self: Any, *args: Any) -> Any:
+        flag[0] = True
+        try:
+            return run_together(self, *args)
+        finally:
+            flag[0] = False
+
+    monkeypatch.setattr(DatabaseRunner, "_run_together", flagged)
+    return flag
+
+
+@pytest.fixture
+def in_group(monkeypatch: pytest.MonkeyPatch, running: list[bool]) -> Iterator[list[bool]]:
+    """Whether each ``parse_item`` call ran inside a group's transaction."""
+    calls: list[bool] = []
+    parse_item = _service.parse_item
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        calls.append(running[0])
+        return parse_item(*args, **kwargs)
+
+    monkeypatch.setattr(_service, "parse_item", parse)
+    yield calls
+
+
+def test_an_insert_answers_and_stores_what_a_read_gives_back(tmp_path: Path) -> None:
+    app = _app(tmp_path / "values.db")
+    through_sqlalchemy = _through_sqlalchemy(app)
+    sent = sent_statements(app.state.tablesync.schema.engine)
+    body = {
+        "id": "a:b'; --",
+        "n": -(2**62),
+        "text": 'it\'s 100% \\ "quoted" é ✓',
+        "price": 12.5,
+        "done": True,
+        "due": "2024-02-29T23:59:59.123Z",
+        "extra": {"tags": ["x", "it's"], "nested": {"a": 1.5, "b": None}},
+    }
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with _client(app) as client:
+            created = await client.post("/tables/todo", json=body, headers=V3)
+            read = await client.get("/tables/todo/a%3Ab'%3B%20--", headers=V3)
+            return created, read
+
+    try:
+        created, read = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert created.status_code == 201, created.text
+    assert read.status_code == 200, read.text
+    assert created.json() == read.json()
+    assert {key: created.json()[key] for key in body} == body
+    assert created.headers["ETag"] == read.headers["ETag"]
+    assert created.headers["Last-Modified"] == read.headers["Last-Modified"]
+    # The item's insert and its savepoint were sent to the driver, not through SQLAlchemy.
+    ours = ("INSERT INTO todo", "SAVEPOINT")
+    assert [sql.split()[0] for sql in sent if sql.startswith(ours)] == ["SAVEPOINT", "INSERT"]
+    assert not [sql for sql in through_sqlalchemy if sql.startswith(ours)], through_sqlalchemy
+
+
+def test_each_insert_of_a_group_keeps_its_own_outcome(tmp_path: Path, in_group: list[bool]) -> None:
+    bodies: list[Any] = [
+        {"id": "w0", "n": 0},
+        {"id": "a", "n": 1},
+        {"id": "w0", "n": 9},  # a duplicate: 409 with the stored item
+        {"id": "bad", "n": "two"},  # refused before the database: 400
+        {"id": "gone", "deleted": True},  # 400
+        {"id": "b", "n": 3},
+    ]
+
+    replies = _run(_app(tmp_path / "outcomes.db"), "todo", bodies)
+
+    statuses = [reply.status_code for reply in replies]
+    assert statuses == [201, 201, 409, 400, 400, 201], [r.text for r in replies]
+    assert replies[2].json()["n"] == 0
+    assert replies[2].headers["ETag"] == replies[0].headers["ETag"]
+    stamps = [replies[index].json()["updatedAt"] for index in (0, 1, 5)]
+    assert stamps == sorted(set(stamps))
+    # Every body was validated before its group's transaction, none inside it.
+    assert in_group == [False] * len(bodies)
+
+
+def test_a_dynamic_table_is_validated_inside_the_transaction(
+    tmp_path: Path, in_group: list[bool]
+) -> None:
+    # Its columns may grow with any write (of any process): its state is read in the write's
+    # transaction, and a new column commits the group's writes before it first.
+    bodies = [{"id": "a", "n": 1}, {"id": "b", "n": 2, "colour": "red"}, {"id": "c", "n": 3}]
+
+    replies = _run(_app(tmp_path / "dynamic.db"), "loose", bodies)
+
+    assert [reply.status_code for reply in replies] == [201, 201, 201]
+    assert replies[1].json()["colour"] == "red"
+    assert in_group == [True] * len(bodies)
+
+
+def test_a_tables_own_view_function_runs_with_the_write(
+    tmp_path: Path, running: list[bool]
+) -> None:
+    # Application code: it runs where it ran before, in the write (on PostgreSQL, on a
+    # worker thread), not on the event loop before the insert joins its group.
+    calls: list[bool] = []
+
+    def view(_request: Any, _table: sa.Table) -> Any:
+        calls.append(running[0])
+        return sa.true()
+
+    table = Table("mine", columns={"n": "integer"}, view=view)
+    app = create_app(f"sqlite:///{tmp_path / 'view.db'}", tables=[table])
+    bodies = [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "a", "n": 3}]
+
+    replies = _run(app, "mine", bodies)
+
+    assert [reply.status_code for reply in replies] == [201, 201, 409]
+    assert replies[2].json()["n"] == 1  # the conflict's row, read inside the view
+    assert calls and all(calls), calls
+
+
+def test_the_drivers_insert_starts_the_statement_clock(tmp_path: Path) -> None:
+    app = _app(tmp_path / "timeout.db", statement_timeout=dt.timedelta(seconds=5))
+    service = app.state.tablesync
+    state = service.schema.get("todo")
+    batch = service.batch(tables=("todo",))
+    try:
+        conn = batch.connection()
+        deadline = conn.info[_engine._DEADLINE]
+        deadline.at = 0.0  # the previous statement's deadline, long past
+        with _service._Savepoint(conn):
+            assert deadline.at > time.monotonic()  # the savepoint's own clock
+            deadline.at = 0.0
+            repo.insert(conn, state, sa.true(), {"id": "a", "n": 1}, strict=True)
+        assert deadline.at > time.monotonic()  # the insert's own clock
+        batch.commit()
+    finally:
+        batch.close()
+        service.schema.engine.dispose()
+
+
+def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(tmp_path: Path) -> None:
+    app = _app(tmp_path / "errors.db")
+    service = app.state.tablesync
+    state = service.schema.get("todo")
+    with service.schema.writer.connect() as conn:
+        conn.exec_driver_sql("CREATE TRIGGER no_b BEFORE INSERT ON todo WHEN NEW.id = 'b' "
+                             "BEGIN SELECT RAISE(ABORT, 'no b'); END")  # fmt: skip
+        conn.commit()
+    batch = service.batch(tables=("todo",))
+    outcomes = []
+    try:
+        for values in ({"id": "a"}, {"id": "b"}, {"id": "c"}):
+            conn = batch.connection()
+            try:
+                with _service._Savepoint(conn):
+                    repo.insert(conn, state, sa.true(), values, strict=True)
+                outcomes.append("written")
+            except sa.exc.IntegrityError as exc:
+                outcomes.append(str(exc.orig))
+        batch.commit()
+        with service.schema.reader.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT id FROM todo ORDER BY id").scalars().all()
+    finally:
+        batch.close()
+        service.schema.engine.dispose()
+
+    assert outcomes == ["written", "no b", "written"]
+    assert stored == ["a", "c"]
