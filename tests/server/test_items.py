@@ -64,6 +64,8 @@ def test_client_cannot_set_system_properties(client: Any) -> None:
         pytest.param("count", "12", id="string-into-integer"),
         pytest.param("count", 1.5, id="fraction-into-integer"),
         pytest.param("count", 2**63, id="integer-overflow"),
+        pytest.param("count", -(2**63) - 1, id="integer-underflow"),  # not rounded to -2^63
+        pytest.param("count", -(2**64), id="integer-underflow-far"),
         pytest.param("price", True, id="bool-into-number"),
         pytest.param("done", "yes", id="string-into-boolean"),
         pytest.param("due", "tomorrow", id="bad-datetime"),

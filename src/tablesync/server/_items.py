@@ -122,7 +122,9 @@ def _as_string(value: Any) -> Any:
 
 
 def _as_integer(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
+    # A whole float counts (5.0), below 2^63 in size only: orjson reads an integer literal
+    # beyond 64 bits as a float, and -2^63-1 rounds to -2^63, which would be stored.
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and _INT64[0] <= value <= _INT64[1]:
         return value
