@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tablesync._exceptions import QueryError
+from tablesync.odata._typing import is_too_complex_error
 from tablesync.odata.ast import Expr, OrderBy
 from tablesync.protocol.dates import parse_datetime
 
@@ -81,7 +82,6 @@ def _load_engine(engine: sa.Engine, typed_rows: list[dict[str, Any]]) -> sa.Tabl
 
 
 def _engine_runner(engine: sa.Engine, table: sa.Table) -> tuple[Runner, OrderRunner]:
-    from tablesync.server._app import _too_complex as too_complex
     from tablesync.server._query import compile_filter, compile_order_by
 
     def run(expr: Expr) -> list[str]:
@@ -90,7 +90,7 @@ def _engine_runner(engine: sa.Engine, table: sa.Table) -> tuple[Runner, OrderRun
             try:
                 return list(conn.scalars(query))
             except sa.exc.OperationalError as exc:
-                if too_complex(exc):  # the server answers this 400 (see the local runner)
+                if is_too_complex_error(exc):  # the server answers this 400 (see the local runner)
                     raise QueryError("the filter is too complex for the database") from exc
                 raise
 

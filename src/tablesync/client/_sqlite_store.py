@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .._exceptions import QueryError, StoreError, UsageError
 from ..odata._sqlite import compile_order_by, compile_where
+from ..odata._typing import is_too_complex_error
 from ..protocol import dumps, dumps_texts, format_datetime, loads, new_id, parse_datetime
 from ._migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS_TABLE, STORE_MIGRATIONS, record
 from ._store import Operation, OperationError, OperationKind, OperationState
@@ -620,15 +621,9 @@ def _operation_error(row: Sequence[Any]) -> OperationError:
 
 def _store_error(action: str, exc: Exception) -> Exception:
     """The error to raise for a failed statement: the caller's query, or the store."""
-    message = str(exc)
-    if any(text in message.lower() for text in _TOO_COMPLEX_MESSAGES):
-        # compile_where refuses such filters by an estimate; this is the backstop.
-        return QueryError(f"the filter is too complex for the local database ({message})")
-    return StoreError(f"the store could not {action}: {message}")
-
-
-#: What SQLite says of a statement nested past its own limits.
-_TOO_COMPLEX_MESSAGES = ("parser stack overflow", "expression tree is too large")
+    if is_too_complex_error(exc):
+        return QueryError(f"the filter is too complex for the local database ({exc})")
+    return StoreError(f"the store could not {action}: {exc}")
 
 
 def _where(filter: Expr | None) -> tuple[str, list[Any]]:

@@ -151,6 +151,26 @@ MAX_COMPILED_SIZE = 50_000
 MAX_SQL_NESTING = 56
 
 
+#: What the databases say of a statement nested past their own limits, and PostgreSQL's
+#: SQLSTATE for it. ``check_complexity`` refuses such filters by an estimate; a database
+#: error that matches is the backstop (the fuzz tests once found a shape past the estimate).
+_TOO_COMPLEX_MESSAGES = ("parser stack overflow", "expression tree is too large")
+_STACK_DEPTH_EXCEEDED = "54001"
+
+
+def is_too_complex_error(error: BaseException) -> bool:
+    """Whether a database error says its statement was nested too deeply.
+
+    The error is a driver's, or SQLAlchemy's around one. It is the request's fault, never
+    worth retrying.
+    """
+    cause = getattr(error, "orig", None) or error
+    if getattr(cause, "sqlstate", None) == _STACK_DEPTH_EXCEEDED:
+        return True
+    message = str(cause).lower()
+    return any(text in message for text in _TOO_COMPLEX_MESSAGES)
+
+
 def check_complexity(expr: Expr) -> None:
     """Refuse trees too deep to compile safely or whose SQL would be too large or too nested.
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._exceptions import ODataSyntaxError, QueryError, ServerConfigError
+from ..odata._typing import is_too_complex_error
 from ._access import Access, secure_openapi
 from ._auth import Authenticator, api_key_header
 from ._batch import DEFAULT_MAX_OPERATIONS, AdvertiseBatch, BatchEndpoint
@@ -231,26 +232,12 @@ async def _query_error(_request: Request, exc: Exception) -> Response:
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> Response:
-    if _too_complex(exc):
+    if is_too_complex_error(exc):
         # Not the database's state but the request: retrying it would fail the same way.
         return error_response(400, "Invalid query: the filter is too complex for the database")
     return error_response(
         503, "The database is busy or unavailable; retry shortly", headers={"Retry-After": "1"}
     )
-
-
-#: What the databases say of a statement nested past their own limits. ``check_complexity``
-#: refuses such filters before they are compiled, by an estimate; this is the backstop.
-_TOO_COMPLEX_MESSAGES = ("parser stack overflow", "expression tree is too large")
-_STACK_DEPTH_EXCEEDED = "54001"  # PostgreSQL's SQLSTATE
-
-
-def _too_complex(exc: Exception) -> bool:
-    cause = getattr(exc, "orig", None)
-    if getattr(cause, "sqlstate", None) == _STACK_DEPTH_EXCEEDED:
-        return True
-    message = str(cause).lower()
-    return any(text in message for text in _TOO_COMPLEX_MESSAGES)
 
 
 async def _data_error(_request: Request, exc: Exception) -> Response:
