@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._engine import can_defer, defer, execute_on_driver
+from ._engine import can_defer, defer, execute_on_driver, for_client_binding
 from ._schema import CLOCK
 
 #: ``Connection.info`` key of the clocks a transaction holds in memory (``hold_clocks``).
@@ -148,7 +148,7 @@ def _sqlite_sql(stmt: Any, dialect: sa.Dialect) -> tuple[str, tuple[tuple[str, A
 @functools.lru_cache(maxsize=4)
 def _store_sql(dialect: sa.Dialect) -> str:
     """The write-back's SQL with the driver's placeholders (PostgreSQL)."""
-    return str(_store(dialect.name).compile(dialect=dialect))
+    return for_client_binding(str(_store(dialect.name).compile(dialect=dialect)))
 
 
 def _bound(conn: Connection, sql: str, params: dict[str, Any]) -> str:

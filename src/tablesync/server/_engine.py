@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -254,6 +255,17 @@ class _Deferred:
         self.transaction = transaction
         self.statements: list[str] = []
         self.failed = False
+
+
+def for_client_binding(sql: str) -> str:
+    """Compiled PostgreSQL SQL, ready for psycopg to bind on the client (held-back statements).
+
+    ``%(x)s::BIGINT`` becomes ``(%(x)s)::BIGINT``. Bound on the client, a value is a literal:
+    ``-9223372036854775808::BIGINT`` is the cast of ``9223372036854775808``, negated, and the
+    cast overflows; ``(-9223372036854775808)::BIGINT`` is the smallest bigint, as the
+    server-side binding of every other statement receives it.
+    """
+    return re.sub(r"%\((\w+)\)s", r"(%(\1)s)", sql)
 
 
 def can_defer(conn: sa.Connection) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from ._clock import new_version, next_stamp
-from ._engine import can_defer, start_statement, take_deferred
+from ._engine import can_defer, for_client_binding, start_statement, take_deferred
 from ._items import stamp_datetime
 from ._schema import TableState
 from ._types import UtcDateTime
@@ -402,22 +401,12 @@ def _one_trip_insert(
     if compiled.escaped_bind_names or set(compiled.binds) != columns:
         return None  # names that need escaping, or parameters beyond the values
     return _OneTripInsert(
-        _parenthesized_binds(compiled.string),
+        for_client_binding(compiled.string),
         tuple((name, _processor(table.c[name].type, dialect)) for name in columns),
         table,
         psycopg.ClientCursor,
         psycopg.Error,
     )
-
-
-def _parenthesized_binds(sql: str) -> str:
-    """``%(x)s::BIGINT`` as ``(%(x)s)::BIGINT``: psycopg binds on the client as literals.
-
-    The literal ``-9223372036854775808::BIGINT`` is the cast of ``9223372036854775808``,
-    negated, and the cast overflows; ``(-9223372036854775808)::BIGINT`` is the smallest
-    bigint, as the server-side binding of every other statement receives it.
-    """
-    return re.sub(r"%\((\w+)\)s", r"(%(\1)s)", sql)
 
 
 def _processor(
