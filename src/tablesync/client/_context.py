@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import QueueError, StoreError, UsageError
 from ..protocol import (
-    SYSTEM_PROPERTIES,
     all_valid_ids,
     dumps,
     is_valid_id,
@@ -24,6 +23,7 @@ from ..protocol import (
     new_id,
     strip_system_properties,
 )
+from ..protocol.records import STAMPED_BY_SERVER
 from ._http import values_of
 from ._queue import Collapse, collapse
 from ._store import (
@@ -566,7 +566,7 @@ def _local_copy(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]
     for key, value in item.items():
         if not isinstance(key, str):
             raise StoreError(f"the item cannot be stored as JSON: non-string key {key!r}")
-        if key.lower() not in _SERVER_OWNED:
+        if key.lower() not in STAMPED_BY_SERVER:
             data[key] = value  # "id" keeps its first place
     if data["id"] is None:
         if not generate_id:
@@ -574,10 +574,6 @@ def _local_copy(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]
         data["id"] = new_id()
     _check_id(data["id"])
     return _normalised(data)
-
-
-# What a local write never stores: the server's properties, but the version it edits.
-_SERVER_OWNED = frozenset(name.lower() for name in SYSTEM_PROPERTIES) - {"version"}
 
 
 def _server_copy(error: OperationError, item: Mapping[str, Any]) -> dict[str, Any]:
