@@ -10,9 +10,10 @@ Against ``tablesync serve --workers 1`` on 127.0.0.1 (SQLite, ``--rows`` seeded 
 
 Limits, measured in the same round on the same data: the pulled pages as the client received
 them, decoded with orjson and upserted straight into SQLite (one transaction per page); the
-same rows and queue rows written with sqlite3 directly; for push, the same inserts POSTed
-with a bare ``httpx.Client`` (HTTP + server only). Also shown: the bare HTTP fetch of the
-pulled pages (the server's and the network's share of a pull).
+same rows and queue rows written with sqlite3 directly (``executemany``; for the bulk insert
+also its "JSON floor": two statements over JSON arrays, as ``SQLiteStore`` writes them); for
+push, the same inserts POSTed with a bare ``httpx.Client`` (HTTP + server only). Also shown:
+the bare HTTP fetch of the pulled pages (the server's and the network's share of a pull).
 
 Run:  .venv/bin/python bench/client_bench.py [--rows 100000] [--rounds 3] [--memory-rows 1000000]
       [--pull-only] [--push-only] [--page-size N (default: the client's and server's own)]
@@ -239,11 +240,15 @@ def measure_local_writes(args: argparse.Namespace, work: Path, res: Results) -> 
     bulk_limit = res.add(
         "bulk insert (limit)", len(bulk_items), _limits.bulk_write(conn, bulk_items)
     )
+    json_items = new_items(args.bulk, "json")
+    json_floor = res.add(
+        "bulk insert (JSON floor)", len(json_items), _limits.bulk_write_json(conn, json_items)
+    )
     client.context.store.close()
     conn.close()
     print(
         f"single writes {single:,.0f}/s (limit {single_limit:,.0f}/s); "
-        f"bulk {bulk:,.0f}/s (limit {bulk_limit:,.0f}/s)",
+        f"bulk {bulk:,.0f}/s (limit {bulk_limit:,.0f}/s, JSON floor {json_floor:,.0f}/s)",
         flush=True,
     )
 
@@ -299,6 +304,7 @@ PAIRS = (
     ("push", "push (bare httpx POSTs)", "ops/s", "≥ 1,000 ops/s"),
     ("single local writes", "single local writes (limit)", "ops/s", "≥ 5,000 ops/s"),
     ("bulk insert", "bulk insert (limit)", "ops/s", "near the limit"),
+    ("bulk insert", "bulk insert (JSON floor)", "ops/s", ""),
 )
 
 

@@ -116,13 +116,11 @@ class SyncContext:
 
         Raises the same errors as :meth:`insert`, for the first offending item.
         """
-        rows = [_local_copy(item, generate_id=True) for item in items]
+        rows = _local_copies(items)
         ids = [row["id"] for row in rows]
-        seen: set[str] = set()
-        for item_id in ids:
-            if item_id in seen:
-                raise StoreError(f"insert_many() got the id {item_id!r} twice")
-            seen.add(item_id)
+        if len(set(ids)) < len(ids):
+            twice = next(item_id for n, item_id in enumerate(ids) if item_id in ids[:n])
+            raise StoreError(f"insert_many() got the id {twice!r} twice")
         with self.store.atomic():
             if self.store.count_operations(table):
                 self._refuse_queued(table, ids)
@@ -555,25 +553,59 @@ def _check_id(item_id: object) -> str:
 
 
 def _local_copy(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]:
-    """The item as it is stored by a local write (normalised through JSON, id first).
+    """The item as it is stored by a local write (normalised through JSON, id first)."""
+    data = _local_fields(item, generate_id=generate_id)
+    _check_id(data["id"])
+    return _normalised(data)
 
-    One pass over the keys: checking them, dropping the server's properties and moving the id
-    first in separate passes was half the CPU of a bulk insert (docs/benchmarks.md).
+
+def _local_copies(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`_local_copy` of each item.
+
+    The ids are checked and the JSON round trip made for all items at once (C-level calls):
+    per item, they were most of a bulk insert's own CPU.
+    """
+    fields = [_local_fields(item, generate_id=True) for item in items]
+    if not all_valid_ids([data["id"] for data in fields]):
+        for data in fields:
+            _check_id(data["id"])
+    try:
+        rows: list[dict[str, Any]] = loads(dumps(fields))
+    except TypeError:
+        return list(map(_normalised, fields))  # raises, naming the item's problem
+    return rows
+
+
+def _local_fields(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]:
+    """The item's own fields, id first (generated when allowed), in one pass over its keys.
+
+    Checking the keys, stripping the server's properties and moving the id first in separate
+    passes was half the CPU of a bulk insert (docs/benchmarks.md).
     """
     if not isinstance(item, Mapping):
         raise StoreError(f"an item must be a mapping (dict), not {type(item).__name__}")
     data: dict[str, Any] = {"id": None}
-    for key, value in item.items():
-        if not isinstance(key, str):
-            raise StoreError(f"the item cannot be stored as JSON: non-string key {key!r}")
-        if key.lower() not in STAMPED_BY_SERVER:
-            data[key] = value  # "id" keeps its first place
+    if _has_own_fields_only(item):
+        data.update(item)  # in C; "id" keeps its first place
+    else:
+        for key, value in item.items():
+            if not isinstance(key, str):
+                raise StoreError(f"the item cannot be stored as JSON: non-string key {key!r}")
+            if key.lower() not in STAMPED_BY_SERVER:
+                data[key] = value
     if data["id"] is None:
         if not generate_id:
             raise StoreError("the item has no 'id'")
         data["id"] = new_id()
-    _check_id(data["id"])
-    return _normalised(data)
+    return data
+
+
+def _has_own_fields_only(item: Mapping[str, Any]) -> bool:
+    """Whether every key is a string and none is a property the server stamps."""
+    try:
+        return STAMPED_BY_SERVER.isdisjoint(map(str.lower, item))
+    except TypeError:  # a key that is not a string
+        return False
 
 
 def _server_copy(error: OperationError, item: Mapping[str, Any]) -> dict[str, Any]:

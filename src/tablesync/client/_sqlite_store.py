@@ -18,6 +18,7 @@ import datetime as dt
 import operator
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -371,11 +372,19 @@ class SQLiteStore:
         )
 
     def insert_items(self, table: str, items: Iterable[dict[str, Any]]) -> None:
-        """Insert new items; raises ``StoreError`` (and inserts none) if an id exists."""
-        rows = _item_rows(items)
-        if rows:
+        """Insert new items; raises ``StoreError`` (and inserts none) if an id exists.
+
+        The items go to SQLite as one JSON array that it splits itself, as pulled pages do:
+        one statement instead of one bound row per item (a third of a bulk insert's CPU).
+        """
+        items = list(items)
+        if items:
+            _item_ids(items)
             name = self._ensure_table(table_key(table))
-            self._execute_many(f"INSERT INTO {name} (id, data) VALUES (?, ?)", rows)
+            self._execute(
+                f"INSERT INTO {name} (id, data) SELECT {_JSON_ID}, value FROM json_each(?)",
+                (_json(items),),
+            )
 
     def delete_items(self, table: str, item_ids: Iterable[str]) -> None:
         key = table_key(table)
@@ -440,31 +449,31 @@ class SQLiteStore:
 
     def add_operations(
         self, table: str, entries: Sequence[tuple[str, OperationKind, dict[str, Any] | None]]
-    ) -> list[Operation]:
-        """Append many operations ``(item_id, kind, item)`` at once (all or none)."""
-        key, created = table_key(table), dt.datetime.now(dt.UTC)
-        stamp, pending = format_datetime(created), int(OperationState.PENDING)
-        rows = [
-            (new_id(), int(kind), pending, key, item_id, _json_or_none(item), stamp)
-            for item_id, kind, item in entries
-        ]
-        if not rows:
-            return []
-        with self.atomic():
-            self._execute_many(
-                "INSERT INTO __operations (id, kind, state, tableName, itemId, item, createdAt, "
-                "version) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-                rows,
-            )
-            # The write lock is held, so the batch got consecutive sequence numbers.
-            last = self._query("SELECT seq FROM sqlite_sequence WHERE name = '__operations'")
-        first = int(last[0][0]) - len(rows) + 1
-        return [
-            Operation(
-                row[0], first + n, key, item_id, kind, OperationState.PENDING, 1, item, created
-            )
-            for n, (row, (item_id, kind, item)) in enumerate(zip(rows, entries, strict=True))
-        ]
+    ) -> None:
+        """Append many operations ``(item_id, kind, item)`` at once (all or none), in order.
+
+        One statement over a JSON array: binding a row per operation cost three times as much.
+        The operations' ids are one random 96-bit prefix and a counter (32 hex digits, as
+        :func:`new_id`'s), so they enter the unique index of ids in order.
+        """
+        if not entries:
+            return
+        kinds = {kind for _, kind, _ in entries}
+        array: list[Any]
+        if len(kinds) == 1 and all(item is None for _, _, item in entries):
+            # A JSON array of the ids alone (what insert_many queues): reading the fields of
+            # nested arrays cost a third of the statement.
+            fields, array = f"{int(kinds.pop())}, value, NULL", [entry[0] for entry in entries]
+        else:
+            fields = "value ->> 1, value ->> 0, value ->> 2"
+            array = [[item_id, int(kind), item] for item_id, kind, item in entries]
+        self._execute(
+            "INSERT INTO __operations (id, kind, itemId, item, state, tableName, createdAt, "
+            f"version) SELECT ? || printf('%08x', key), {fields}, ?, ?, ?, 1 "
+            "FROM json_each(?) ORDER BY key",  # the array's order is the queue's
+            (secrets.token_hex(12), int(OperationState.PENDING), table_key(table),
+             format_datetime(dt.datetime.now(dt.UTC)), _json(array)),
+        )  # fmt: skip
 
     def update_operation(self, operation: Operation) -> None:
         changed = self._execute(
@@ -556,17 +565,22 @@ class SQLiteStore:
 
 # -- rows <-> values -------------------------------------------------------------------------
 def _item_rows(items: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """``(id, JSON text)`` of each item; ``StoreError`` for an item without a usable id.
+    """``(id, JSON text)`` of each item; ``StoreError`` for an item without a usable id."""
+    items = list(items)
+    return list(zip(_item_ids(items), dumps_texts(items), strict=True))
+
+
+def _item_ids(items: list[dict[str, Any]]) -> list[str]:
+    """The id of each item; ``StoreError`` for an item without a usable id.
 
     The ids of a list of dicts are checked at once (C-level calls): per item, the check cost
     a pulled row as much as its JSON encoding.
     """
-    items = list(items)
-    if set(map(type, items)) == {dict}:
+    if set(map(type, items)) <= {dict}:
         ids: list[Any] = list(map(_GET_ID, items))
-        if set(map(type, ids)) == {str} and "" not in ids:
-            return list(zip(ids, dumps_texts(items), strict=True))
-    return [(_item_id(item), _json(item)) for item in items]
+        if set(map(type, ids)) <= {str} and "" not in ids:
+            return ids
+    return list(map(_item_id, items))
 
 
 _GET_ID = operator.methodcaller("get", "id")

@@ -199,7 +199,7 @@ class BulkLocalStore(LocalStore, Protocol):
 
     def add_operations(
         self, table: str, entries: Sequence[tuple[str, OperationKind, dict[str, Any] | None]]
-    ) -> list[Operation]:
+    ) -> None:
         """Append operations ``(item_id, kind, item)`` in order, as :meth:`add_operation` does."""
         ...
 

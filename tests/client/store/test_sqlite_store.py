@@ -12,7 +12,7 @@ from tablesync import StoreError, UsageError
 from tablesync.client._context import SyncContext
 from tablesync.client._migrations import STORE_MIGRATIONS, Migrations
 from tablesync.client._sqlite_store import SQLiteStore
-from tablesync.client._store import BulkLocalStore, LocalStore
+from tablesync.client._store import BulkLocalStore, LocalStore, OperationKind, OperationState
 
 from .conftest import StoreFactory
 
@@ -83,9 +83,44 @@ def test_a_failed_bulk_write_inside_a_transaction_leaves_no_partial_rows(
     assert ids(store) == ["b", "d"]
 
 
+def test_bulk_operations_keep_their_order_kinds_and_snapshots(store: SQLiteStore) -> None:
+    store.add_operation("t", "first", OperationKind.UPDATE, None)
+    mixed = [
+        ("d", OperationKind.DELETE, {"id": "d", "n": 1.5, "tags": ["x"]}),
+        ("a", OperationKind.INSERT, None),
+        ("c", OperationKind.UPDATE, None),
+    ]
+    uniform = [(f"u{n}", OperationKind.INSERT, None) for n in range(300, 0, -1)]
+    store.add_operations("t", mixed)
+    store.add_operations("t", uniform)
+    ops = store.operations(tables=["t"])
+    assert [(op.item_id, op.kind, op.item) for op in ops] == [
+        ("first", OperationKind.UPDATE, None),
+        *mixed,
+        *uniform,
+    ]
+    assert [op.sequence for op in ops] == list(range(1, len(ops) + 1))
+    assert {(op.state, op.version) for op in ops} == {(OperationState.PENDING, 1)}
+    op_ids = [op.id for op in ops]
+    assert len(set(op_ids)) == len(op_ids)
+    assert all(len(op_id) == 32 and int(op_id, 16) >= 0 for op_id in op_ids)
+
+
+def test_bulk_operations_are_all_or_nothing(store: SQLiteStore) -> None:
+    store.add_operation("t", "taken", OperationKind.INSERT, None)
+    with pytest.raises(StoreError):
+        store.add_operations("t", [("new", OperationKind.INSERT, None),
+                                   ("taken", OperationKind.INSERT, None)])  # fmt: skip
+    assert [op.item_id for op in store.operations()] == ["taken"]
+
+
 def test_items_need_string_ids(store: SQLiteStore) -> None:
     with pytest.raises(StoreError, match="string 'id'"):
         store.upsert_items("t", [{"id": 5}])
+    for missing in ({"id": ""}, {"n": 1}):
+        with pytest.raises(StoreError, match="string 'id'"):
+            store.insert_items("t", [{"id": "fine"}, missing])
+    assert ids(store) == []
 
 
 def test_uses_wal_and_normal_synchronous(store: SQLiteStore) -> None:
