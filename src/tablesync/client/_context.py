@@ -10,6 +10,8 @@ any instant leaves a consistent store behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -562,11 +564,17 @@ def _local_copy(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]
 def _local_copies(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """:func:`_local_copy` of each item.
 
-    The ids are checked and the JSON round trip made for all items at once (C-level calls):
-    per item, they were most of a bulk insert's own CPU.
+    A batch of dicts that already are what a local copy keeps (string keys, none stamped by
+    the server, a valid id first) is checked and sent through JSON as a whole, in a few
+    C-level calls: per item, that work was most of a bulk insert's own CPU. Any other batch
+    takes the per-item way, which names the offending item.
     """
-    fields = [_local_fields(item, generate_id=True) for item in items]
-    if not all_valid_ids([data["id"] for data in fields]):
+    batch = list(items)
+    fields: list[dict[str, Any]]
+    if _is_ready_batch(batch):
+        fields = batch  # type: ignore[assignment]  # checked: every one is a dict
+    else:
+        fields = [_local_fields(item, generate_id=True) for item in batch]
         for data in fields:
             _check_id(data["id"])
     try:
@@ -574,6 +582,16 @@ def _local_copies(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     except TypeError:
         return list(map(_normalised, fields))  # raises, naming the item's problem
     return rows
+
+
+def _is_ready_batch(batch: list[Any]) -> bool:
+    if not batch or set(map(type, batch)) != {dict}:
+        return False
+    keys: set[Any] = set().union(*batch)
+    firsts = set(map(next, map(iter, batch), itertools.repeat(None)))  # each dict's first key
+    return (
+        firsts == {"id"} and _has_own_fields_only(keys) and all_valid_ids(list(map(_GET_ID, batch)))
+    )
 
 
 def _local_fields(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, Any]:
@@ -600,10 +618,13 @@ def _local_fields(item: Mapping[str, Any], *, generate_id: bool) -> dict[str, An
     return data
 
 
-def _has_own_fields_only(item: Mapping[str, Any]) -> bool:
+_GET_ID = operator.itemgetter("id")
+
+
+def _has_own_fields_only(keys: Iterable[Any]) -> bool:
     """Whether every key is a string and none is a property the server stamps."""
     try:
-        return STAMPED_BY_SERVER.isdisjoint(map(str.lower, item))
+        return STAMPED_BY_SERVER.isdisjoint(map(str.lower, keys))
     except TypeError:  # a key that is not a string
         return False
 

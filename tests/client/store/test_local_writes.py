@@ -48,6 +48,16 @@ def test_insert_keeps_a_given_id_and_version_but_drops_server_stamps(
     assert context.get("todo", "x1") == item
 
 
+def test_insert_many_drops_server_stamps_from_a_batch_of_id_first_items(
+    context: SyncContext,
+) -> None:
+    items = context.insert_many(
+        "todo", [{"id": "a", "n": 1}, {"id": "b", "UpdatedAt": "t", "DELETED": True, "n": 2}]
+    )
+    assert items == [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
+    assert [context.get("todo", key) for key in "ab"] == items
+
+
 def test_update_strips_system_properties_except_version(context: SyncContext) -> None:
     context.insert("todo", {"id": "x1", "text": "a"})
     context.update(
@@ -125,6 +135,11 @@ def test_bad_ids_are_refused_and_nothing_is_written(context: SyncContext, bad_id
         pytest.param("text", "must be a mapping", id="string"),
         pytest.param({"text": object()}, "cannot be stored as JSON", id="unserialisable"),
         pytest.param({1: "non-string key"}, "cannot be stored as JSON", id="int-key"),
+        # With a valid id first, these pass insert_many's batch-wide checks until JSON.
+        pytest.param(
+            {"id": "x", "at": object()}, "cannot be stored as JSON", id="id-unserialisable"
+        ),
+        pytest.param({"id": "x", 1: "v"}, "cannot be stored as JSON", id="id-int-key"),
     ],
 )
 @pytest.mark.parametrize("way", INSERTS)
