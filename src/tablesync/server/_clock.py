@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._engine import can_defer, defer, execute_on_driver, for_client_binding
+from ._engine import can_defer, client_cursor, defer, execute_on_driver, for_client_binding
 from ._schema import CLOCK
 
 #: ``Connection.info`` key of the clocks a transaction holds in memory (``hold_clocks``).
@@ -153,13 +153,8 @@ def _store_sql(dialect: sa.Dialect) -> str:
 
 def _bound(conn: Connection, sql: str, params: dict[str, Any]) -> str:
     """``sql`` with ``params`` bound, by the driver's own quoting (psycopg)."""
-    import psycopg  # the driver of the connections that defer (``can_defer``)
-
-    cursor: Any = psycopg.ClientCursor(conn.connection.dbapi_connection)  # type: ignore[call-overload]
-    try:
+    with client_cursor(conn) as cursor:
         return str(cursor.mogrify(sql, params))
-    finally:
-        cursor.close()
 
 
 def _held(conn: Connection) -> _HeldClocks | None:

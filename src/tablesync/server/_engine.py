@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .._exceptions import ServerConfigError
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: Execution option selecting how SQLite opens a transaction (``DEFERRED`` or ``IMMEDIATE``).
 BEGIN_OPTION = "tablesync_sqlite_begin"
@@ -266,6 +269,19 @@ def for_client_binding(sql: str) -> str:
     server-side binding of every other statement receives it.
     """
     return re.sub(r"%\((\w+)\)s", r"(%(\1)s)", sql)
+
+
+def client_cursor(conn: sa.Connection) -> psycopg.ClientCursor[Any]:
+    """A cursor of ``conn``'s psycopg connection that binds values on the client.
+
+    For statements sent in one query with what ``defer`` held back: the simple query
+    protocol carries several statements, but no server-side parameters, so values go into
+    the text (``mogrify``, after ``for_client_binding``). Close it after use (``with``).
+    """
+    import psycopg  # the driver of the connections that defer (``can_defer``)
+
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    return psycopg.ClientCursor(dbapi_connection)
 
 
 def can_defer(conn: sa.Connection) -> bool:

@@ -22,7 +22,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from ._clock import new_version, next_stamp
-from ._engine import can_defer, for_client_binding, start_statement, take_deferred
+from ._engine import (
+    can_defer,
+    client_cursor,
+    for_client_binding,
+    start_statement,
+    take_deferred,
+)
 from ._items import stamp_datetime
 from ._schema import TableState
 from ._types import UtcDateTime
@@ -339,8 +345,7 @@ class _OneTripInsert:
     sql: str
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     table: sa.Table
-    #: ``psycopg.ClientCursor`` and ``psycopg.Error`` (psycopg is an optional dependency).
-    cursor_class: Any
+    #: ``psycopg.Error`` (psycopg is an optional dependency).
     error: type[Exception]
     #: Each result column's name and processor, known from the first result's types.
     results: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
@@ -351,28 +356,27 @@ class _OneTripInsert:
             for name, process in self.binds
             for value in (values[name],)
         }
-        dbapi_connection = conn.connection.dbapi_connection
-        cursor = self.cursor_class(dbapi_connection)
         sql = self.sql
-        try:
-            # Bound on the client first: a value psycopg refuses (a NUL character) fails
-            # here, before anything is sent, so the held-back savepoint stays unsent and
-            # the write's rollback knows there is nothing to roll back to.
-            query = cursor.mogrify(sql, params)
-            sql = take_deferred(conn) + query
-            cursor.execute(sql)  # no parameters: sent as it is
-            while cursor.description is None and cursor.nextset():
-                pass  # past the savepoint's results to the insert's
-            row = cursor.fetchone()
-            results = self.results
-            if results is None:
-                results = self.results = self._result_processors(conn.dialect, cursor.description)
-        except self.error as exc:
-            raise sa.exc.DBAPIError.instance(
-                sql, params, exc, self.error, dialect=conn.dialect
-            ) from exc
-        finally:
-            cursor.close()
+        with client_cursor(conn) as cursor:
+            try:
+                # Bound on the client first: a value psycopg refuses (a NUL character) fails
+                # here, before anything is sent, so the held-back savepoint stays unsent and
+                # the write's rollback knows there is nothing to roll back to.
+                query = cursor.mogrify(sql, params)
+                sql = take_deferred(conn) + query
+                cursor.execute(sql)  # no parameters: sent as it is
+                while cursor.description is None and cursor.nextset():
+                    pass  # past the savepoint's results to the insert's
+                row = cursor.fetchone()
+                results = self.results
+                if results is None:
+                    results = self.results = self._result_processors(
+                        conn.dialect, cursor.description
+                    )
+            except self.error as exc:
+                raise sa.exc.DBAPIError.instance(
+                    sql, params, exc, self.error, dialect=conn.dialect
+                ) from exc
         if row is None:
             return None
         return {
@@ -404,7 +408,6 @@ def _one_trip_insert(
         for_client_binding(compiled.string),
         tuple((name, _processor(table.c[name].type, dialect)) for name in columns),
         table,
-        psycopg.ClientCursor,
         psycopg.Error,
     )
 
