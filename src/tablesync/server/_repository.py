@@ -309,24 +309,16 @@ def _sqlite_insert(
     """The insert of ``columns`` into ``table``; ``None`` where SQLAlchemy must send it."""
     import sqlite3
 
-    stmt = _insert_statement(table, "sqlite")
-    compiled = stmt.compile(dialect=dialect, column_keys=sorted(columns))
-    order = compiled.positiontup
-    if compiled.escaped_bind_names or order is None or sorted(order) != sorted(columns):
-        return None  # names that need escaping, or parameters beyond the values
+    compiled = _compiled_insert(table, dialect, columns)
+    order = None if compiled is None else compiled.positiontup
+    if order is None or sorted(order) != sorted(columns):
+        return None  # a positional parameter for each value, once
     return _SQLiteInsert(
         compiled.string,
-        tuple((name, _processor(table.c[name].type, dialect)) for name in order),
+        tuple((name, _bind_processor(table.c[name].type, dialect)) for name in order),
         tuple((column.name, _result_processor(column.type, dialect)) for column in table.c),
         sqlite3.Error,
     )
-
-
-def _result_processor(
-    kind: sa.types.TypeEngine[Any], dialect: sa.Dialect
-) -> Callable[[Any], Any] | None:
-    """The result processor of a column type on SQLite (whose driver reports no types)."""
-    return kind.dialect_impl(dialect).result_processor(dialect, None)
 
 
 @dataclass(slots=True)
@@ -388,7 +380,7 @@ class _OneTripInsert:
         self, dialect: sa.Dialect, description: Any
     ) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
         return tuple(
-            (column.name, _processor(column.type, dialect, result_type=info.type_code))
+            (column.name, _result_processor(column.type, dialect, info.type_code))
             for column, info in zip(self.table.c, description, strict=True)
         )
 
@@ -400,26 +392,45 @@ def _one_trip_insert(
     """The insert of ``columns`` into ``table``; ``None`` where SQLAlchemy must send it."""
     import psycopg  # the driver of the connections that get here (``can_defer``)
 
-    stmt = _insert_statement(table, "postgresql")
-    compiled = stmt.compile(dialect=dialect, column_keys=sorted(columns))
-    if compiled.escaped_bind_names or set(compiled.binds) != columns:
-        return None  # names that need escaping, or parameters beyond the values
+    compiled = _compiled_insert(table, dialect, columns)
+    if compiled is None:
+        return None
     return _OneTripInsert(
         for_client_binding(compiled.string),
-        tuple((name, _processor(table.c[name].type, dialect)) for name in columns),
+        tuple((name, _bind_processor(table.c[name].type, dialect)) for name in columns),
         table,
         psycopg.Error,
     )
 
 
-def _processor(
+def _compiled_insert(table: sa.Table, dialect: sa.Dialect, columns: frozenset[str]) -> Any:
+    """``_insert_statement`` compiled for the values of ``columns``, to send past SQLAlchemy.
+
+    ``None`` where SQLAlchemy must send it: names that need escaping, or parameters beyond
+    the values.
+    """
+    stmt = _insert_statement(table, dialect.name)
+    compiled = stmt.compile(dialect=dialect, column_keys=sorted(columns))
+    if compiled.escaped_bind_names or set(compiled.binds) != columns:
+        return None
+    return compiled
+
+
+def _bind_processor(
+    kind: sa.types.TypeEngine[Any], dialect: sa.Dialect
+) -> Callable[[Any], Any] | None:
+    """The bind processor of a column type."""
+    return kind.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _result_processor(
     kind: sa.types.TypeEngine[Any], dialect: sa.Dialect, result_type: Any = None
 ) -> Callable[[Any], Any] | None:
-    """The bind processor of a column type, or its result processor for ``result_type``."""
-    impl = kind.dialect_impl(dialect)
-    if result_type is None:
-        return impl.bind_processor(dialect)
-    return impl.result_processor(dialect, result_type)
+    """The result processor of a column type for the driver's ``result_type``.
+
+    SQLite's driver reports no types: ``None`` there.
+    """
+    return kind.dialect_impl(dialect).result_processor(dialect, result_type)
 
 
 def update(
