@@ -18,6 +18,13 @@ def _load(tmp_path: Path, text: str) -> Any:
     return load_config(path)
 
 
+def _refusal(tmp_path: Path, text: str) -> str:
+    """The message of the ``ServerConfigError`` that loading ``text`` raises."""
+    with pytest.raises(ServerConfigError) as caught:
+        _load(tmp_path, text)
+    return str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("text", "key_path", "expected"),
     [
@@ -46,9 +53,7 @@ def _load(tmp_path: Path, text: str) -> Any:
 def test_wrong_table_values_name_the_file_key_and_type(
     tmp_path: Path, text: str, key_path: str, expected: str
 ) -> None:
-    with pytest.raises(ServerConfigError) as caught:
-        _load(tmp_path, f"[tables.t]\n{text}\n")
-    message = str(caught.value)
+    message = _refusal(tmp_path, f"[tables.t]\n{text}\n")
     assert str(tmp_path / "app.toml") in message
     assert key_path in message and expected in message
 
@@ -88,9 +93,7 @@ def test_wrong_table_values_name_the_file_key_and_type(
 def test_wrong_server_values_name_the_file_key_and_type(
     tmp_path: Path, text: str, key_path: str, expected: str
 ) -> None:
-    with pytest.raises(ServerConfigError) as caught:
-        _load(tmp_path, f"[server]\n{text}\n")
-    message = str(caught.value)
+    message = _refusal(tmp_path, f"[server]\n{text}\n")
     assert str(tmp_path / "app.toml") in message
     assert key_path in message and expected in message
 
@@ -111,9 +114,7 @@ def test_wrong_jwt_values_are_rejected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, key_path: str, expected: str
 ) -> None:
     monkeypatch.setenv("TS_TEST_SECRET", "a-32-byte-or-longer-secret-for-hs256!")
-    with pytest.raises(ServerConfigError) as caught:
-        _load(tmp_path, f'[server.auth]\njwt_secret_env = "TS_TEST_SECRET"\n{text}\n')
-    message = str(caught.value)
+    message = _refusal(tmp_path, f'[server.auth]\njwt_secret_env = "TS_TEST_SECRET"\n{text}\n')
     assert "app.toml: [server.auth]" in message
     assert key_path in message and expected in message
 
@@ -134,9 +135,7 @@ def test_wrong_api_key_values_are_rejected(
 ) -> None:
     monkeypatch.setenv("TS_TEST_KEYS", '{"robot-key-0123456789abcdef": "robot"}')
     source = "" if "api_keys_env" in text else 'api_keys_env = "TS_TEST_KEYS"\n'
-    with pytest.raises(ServerConfigError) as caught:
-        _load(tmp_path, f"[server.auth]\n{source}{text}\n")
-    message = str(caught.value)
+    message = _refusal(tmp_path, f"[server.auth]\n{source}{text}\n")
     assert "app.toml: [server.auth]" in message
     assert key_path in message and expected in message
 
