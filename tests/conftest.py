@@ -1,12 +1,13 @@
-"""Fixtures shared by every test directory: the movies data set and a PostgreSQL database."""
+"""Fixtures shared by every test directory: the movies data set, the databases, ``keep_open``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,44 @@ def postgres_url(postgres_database_factory: Any) -> str:
     """The URL of a fresh, empty PostgreSQL database for one test."""
     url: str = postgres_database_factory()
     return url
+
+
+@pytest.fixture(scope="session")
+def _session_postgres_url(postgres_database_factory: Any) -> str:
+    """The session's PostgreSQL database behind ``db_url``."""
+    url: str = postgres_database_factory()
+    return url
+
+
+def _empty_postgres(url: str) -> None:
+    # One database per session, emptied before each test: far cheaper than CREATE/DROP DATABASE.
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file or the session's PostgreSQL database, emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'server.db'}"
+    url: str = request.getfixturevalue("_session_postgres_url")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def keep_open() -> Iterator[Callable[[Any], Any]]:
+    """``keep_open(cm)``: ``cm`` entered now, and exited when the test ends.
+
+    For in-process ``TestClient``s: their app's lifespan runs once, around the test.
+    """
+    with contextlib.ExitStack() as stack:
+        yield stack.enter_context
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.exceptions import HTTPException
@@ -27,21 +28,16 @@ Hook = Callable[[Request, WriteEvent], None]
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+def serve(tmp_path: Path, keep_open: Any) -> Callable[..., TestClient]:
     """Factory: a TestClient for table ``notes`` with the given hooks, on a SQLite file."""
-    clients: list[TestClient] = []
 
     def make(**hooks: Hook | None) -> TestClient:
         table = Table("notes", columns={"text": "string"}, **hooks)  # type: ignore[arg-type]
         app = create_app(f"sqlite:///{tmp_path / 'hooks.db'}", [table])
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
+        client: TestClient = keep_open(TestClient(app, raise_server_exceptions=False))
         return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make
 
 
 def _stored(tmp_path: Path) -> dict[str, str | None]:

@@ -8,7 +8,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -121,51 +120,20 @@ def auth() -> Any:
     return AnyAuth([jwt_auth(), ApiKeyAuth({API_KEY: "device"}, roles={"device": ["editor"]})])
 
 
-def _reset_postgres(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-
-
-@pytest.fixture(scope="session")
-def _security_pg_url(postgres_database_factory: Any) -> str:
-    url: str = postgres_database_factory()
-    return url
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
-)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file or the session's PostgreSQL database, emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'security.db'}"
-    url: str = request.getfixturevalue("_security_pg_url")
-    _reset_postgres(url)
-    return url
-
-
 MakeClient = Callable[..., TestClient]
 
 
 @pytest.fixture
-def make_client(db_url: str) -> Iterator[MakeClient]:
+def make_client(db_url: str, keep_open: Any) -> MakeClient:
     """``make_client(**create_app_kwargs)``: a TestClient over a secured app on ``db_url``."""
-    clients: list[TestClient] = []
 
     def make(**kwargs: Any) -> TestClient:
         kwargs.setdefault("tables", [NOTES, CATALOGUE, LOCKED])
         kwargs.setdefault("auth", auth())
-        client = TestClient(create_app(db_url, **kwargs))
-        client.__enter__()
-        clients.append(client)
+        client: TestClient = keep_open(TestClient(create_app(db_url, **kwargs)))
         return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
-"""Fixtures of the server's own tests: an app factory over a SQLite file and PostgreSQL."""
+"""Fixtures of the server's own tests: an app factory over ``db_url`` (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,52 +29,19 @@ TODO_COLUMNS = {
 MakeClient = Callable[..., TestClient]
 
 
-@pytest.fixture(scope="session")
-def _server_pg_url(postgres_database_factory: Any) -> str:
-    url: str = postgres_database_factory()
-    return url
-
-
-def _reset_postgres(url: str) -> None:
-    # One database per session, emptied before each test: far cheaper than CREATE/DROP DATABASE.
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
-)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file or the session's PostgreSQL database, emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'server.db'}"
-    url: str = request.getfixturevalue("_server_pg_url")
-    _reset_postgres(url)
-    return url
-
-
 @pytest.fixture
-def make_client(db_url: str) -> Iterator[MakeClient]:
+def make_client(db_url: str, keep_open: Any) -> MakeClient:
     """Build apps on ``db_url`` (default: a ``todo`` table) and drive them in-process."""
     from tablesync.server import Table, create_app
-
-    clients: list[TestClient] = []
 
     def make(tables: Any = None, **kwargs: Any) -> TestClient:
         if tables is None:
             tables = [Table("todo", columns=TODO_COLUMNS)]
         app = create_app(kwargs.pop("database", db_url), tables, **kwargs)
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
+        client: TestClient = keep_open(TestClient(app, raise_server_exceptions=False))
         return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    return make
 
 
 @pytest.fixture
