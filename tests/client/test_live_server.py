@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,28 +20,14 @@ from tablesync.client import PushStatus, ServerWins
 
 
 @pytest.fixture
-def live_url(tmp_path: Path) -> Iterator[str]:
-    import uvicorn
+def live_url(tmp_path: Path, running_server: Callable[..., str]) -> str:
+    from tablesync.server import Table
 
-    from tablesync.server import Table, create_app
-
-    app = create_app(
-        f"sqlite:///{tmp_path / 'live.db'}",
-        [Table("todoitem", columns={"text": "string", "n": "integer"}, page_size=4)],
+    url = running_server(
+        database=f"sqlite:///{tmp_path / 'live.db'}",
+        tables=[Table("todoitem", columns={"text": "string", "n": "integer"}, page_size=4)],
     )
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start within 15 s")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    return url
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
-import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,8 @@ class SeenGets:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, SeenGets]]:
+def served(tmp_path: Path, running_server: Callable[..., str]) -> tuple[str, SeenGets]:
     """A real tablesync server on a socket, with ``ROWS`` rows in 4-row pages."""
-    import uvicorn
-
     from tablesync.server import Table, create_app
 
     app = create_app(
@@ -55,23 +52,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, SeenGets]]:
         [Table("todoitem", columns={"text": "string"}, page_size=PAGE)],
     )
     seen = SeenGets(app)
-    config = uvicorn.Config(seen, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start within 15 s")
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    url = running_server(seen)
     with Client(url) as client:
         for n in range(ROWS):
             client.table("todoitem").insert({"text": f"t{n}"})
     seen.gets = 0
-    yield url, seen
-    server.should_exit = True
-    thread.join(timeout=15)
+    return url, seen
 
 
 def waits_for_the_next_page(seen: SeenGets, stored: list[int]) -> Any:
