@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,9 @@ from tablesync.client import ClientWins, PushStatus, ServerWins, SyncHandler
 from tablesync.client._context import SyncContext
 from tablesync.client._flows import push_flow
 from tablesync.protocol import ApiVersion
+from tests._testclient import TestClient
 
 from .conftest import builder, drive, reply
-
-with warnings.catch_warnings():
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 COLUMNS = {"text": "string", "n": "integer"}
 VERSIONS = [pytest.param("2.0.0", id="v2"), pytest.param("3.0.0", id="v3")]

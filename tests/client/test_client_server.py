@@ -8,7 +8,6 @@ size of 3 so that every query and pull crosses pages.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,7 @@ from tablesync import (
     SQLiteStore,
 )
 from tablesync.client import PushStatus
-
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 COLUMNS = {"text": "string", "done": "boolean", "n": "integer"}
 VERSIONS = [pytest.param("2.0.0", id="v2"), pytest.param("3.0.0", id="v3")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,7 @@ from tablesync import (
     SQLiteStore,
     TransportError,
 )
-
-with warnings.catch_warnings():
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 
 class Flaky(httpx.BaseTransport):

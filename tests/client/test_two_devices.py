@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,7 @@ import pytest
 
 from tablesync import Client, PullFailedError, PushFailedError, SQLiteStore
 from tablesync.client import ClientWins, ConflictResolver, ServerWins
-
-with warnings.catch_warnings():
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 
 def merge(local: dict[str, Any] | None, server: dict[str, Any]) -> dict[str, Any] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from tablesync.server import Table, WriteEvent, create_app
-
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 V3 = {"ZUMO-API-VERSION": "3.0.0"}
 V2 = {"ZUMO-API-VERSION": "2.0.0"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import warnings
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,13 +11,7 @@ import pytest
 
 from tablesync.protocol import parse_datetime, to_millis
 from tablesync.server import Table, create_app
-
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 V2 = {"ZUMO-API-VERSION": "2.0.0"}
 V3 = {"ZUMO-API-VERSION": "3.0.0"}

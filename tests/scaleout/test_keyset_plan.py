@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import warnings
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from tablesync.server import Table, create_app
-
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 V3 = {"ZUMO-API-VERSION": "3.0.0"}
 ROWS = 20_000

@@ -6,7 +6,6 @@ import contextlib
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,13 +13,7 @@ import jwt
 import pytest
 
 from tablesync.server import Access, ApiKeyAuth, JWTAuth, Table, create_app
-
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 SECRET = "security-suite-secret-0123456789abcdef"
 ISSUER = "https://id.example.test"

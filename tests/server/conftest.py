@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it prefers httpx2; TestClient works with httpx.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
+from tests._testclient import TestClient
 
 V2 = {"ZUMO-API-VERSION": "2.0.0"}
 V3 = {"ZUMO-API-VERSION": "3.0.0"}

@@ -7,7 +7,6 @@ tables are loaded once per backend and never written afterwards; tests that writ
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._testclient import TestClient
+
 from ._wire import assert_status, call, item_url
-
-with warnings.catch_warnings():
-    # starlette 1.x warns at import that it would rather drive httpx2; the TestClient still
-    # works with httpx, and the project's pytest turns every warning into an error.
-    from starlette.exceptions import StarletteDeprecationWarning
-
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 MOVIE_COLUMNS: dict[str, Any] = {
     "title": "string",
