@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -39,6 +40,8 @@ def test_serve_passes_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_p
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    served: list[uvicorn.Config] = []
+    monkeypatch.setattr(_workers, "run_server", served.append)
     pools: list[tuple[uvicorn.Config, int]] = []
     monkeypatch.setattr(_workers, "serve_workers", lambda config, n: pools.append((config, n)))
     monkeypatch.chdir(tmp_path)
@@ -48,20 +51,21 @@ def test_serve_passes_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert result.exit_code == 0, result.output
     assert "Development mode" in result.output and "dynamic schema on" in result.output
     assert (tmp_path / "tablesync.db").exists()
-    (call,) = calls
-    assert call["factory"] is True and call["workers"] == 1 and call["port"] == 8123
-    assert call["access_log"] is True
-    assert call["app"] == "tablesync.server._factory:app_from_environment"
+    (config,) = served
+    assert config.factory is True and config.workers == 1 and config.port == 8123
+    assert config.access_log is True
+    assert config.app == "tablesync.server._factory:app_from_environment"
     assert os.environ["TABLESYNC_DATABASE"] == "sqlite:///tablesync.db"
     assert os.environ["TABLESYNC_DYNAMIC_SCHEMA"] == "true"
     CliRunner().invoke(cli, ["serve", "--no-access-log"])
-    assert calls[-1]["access_log"] is False
+    assert served[-1].access_log is False
     result = CliRunner().invoke(cli, ["serve", "--workers", "3", "--shutdown-timeout", "7"])
     assert result.exit_code == 0, result.output
     if _workers.supported():  # Linux: a socket per worker
         ((config, workers),) = pools
         assert workers == 3 and config.factory and config.port == 8000
-        assert config.app == call["app"] and config.timeout_graceful_shutdown == 7
+        assert config.app == served[0].app and config.timeout_graceful_shutdown == 7
+        assert not calls
     else:
         assert calls[-1]["workers"] == 3 and not pools
 
@@ -156,3 +160,58 @@ def test_real_serve_subprocess_smoke(tmp_path: Path) -> None:
     # uvicorn re-raises the SIGTERM it handled, after a graceful shutdown.
     assert process.returncode in (0, -15)
     assert "Development mode" in output and "Application shutdown complete" in output
+
+
+def _in_memory_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TABLESYNC_DATABASE", "sqlite://")
+    for var in ("TABLESYNC_CONFIG", "TABLESYNC_DYNAMIC_SCHEMA"):
+        monkeypatch.delenv(var, raising=False)
+
+
+class _Server:
+    """Stands in for ``uvicorn.Server``: records what the process looked like when it ran."""
+
+    def __init__(self, config: Any, *, starts: bool = True) -> None:
+        self.config, self.starts, self.started = config, starts, False
+        self.frozen_at_run = -1
+
+    def run(self, sockets: Any = None) -> None:
+        self.frozen_at_run = gc.get_freeze_count()
+        self.started = self.starts
+
+
+def test_run_server_sets_start_up_objects_aside_before_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    from tablesync.cli import _workers
+
+    servers: list[_Server] = []
+    monkeypatch.setattr(
+        uvicorn, "Server", lambda config: servers.append(_Server(config)) or servers[-1]
+    )
+    config = uvicorn.Config("tablesync.server._factory:app_from_environment", factory=True)
+    _in_memory_app(monkeypatch)
+    try:
+        _workers.run_server(config)
+    finally:
+        gc.unfreeze()
+    (server,) = servers
+    assert config.loaded and server.frozen_at_run > 0
+
+
+def test_run_server_exits_3_when_the_server_never_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from tablesync.cli import _workers
+
+    monkeypatch.setattr(uvicorn, "Server", lambda config: _Server(config, starts=False))
+    _in_memory_app(monkeypatch)
+    config = uvicorn.Config("tablesync.server._factory:app_from_environment", factory=True)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            _workers.run_server(config)
+    finally:
+        gc.unfreeze()
+    assert exited.value.code == 3

@@ -112,6 +112,8 @@ def serve(
     }
     if workers > 1 and _workers.supported():
         _workers.serve_workers(uvicorn.Config(APP, **settings), workers)
+    elif workers == 1:
+        _workers.run_server(uvicorn.Config(APP, **settings))
     else:
         uvicorn.run(APP, workers=workers, **settings)
 
