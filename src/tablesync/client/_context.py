@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,7 @@ class SyncContext:
         rows = _local_copies(items)
         ids = [row["id"] for row in rows]
         if len(set(ids)) < len(ids):
-            twice = next(item_id for n, item_id in enumerate(ids) if item_id in ids[:n])
+            twice = next(item_id for item_id, count in Counter(ids).items() if count > 1)
             raise StoreError(f"insert_many() got the id {twice!r} twice")
         with self.store.atomic():
             if self.store.count_operations(table):
