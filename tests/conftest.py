@@ -146,9 +146,10 @@ def keep_open() -> Iterator[Callable[[Any], Any]]:
 def running_server() -> Iterator[Any]:
     """Factory: serve an app with a real uvicorn on 127.0.0.1 (free port); returns the base URL.
 
-    ``running_server(app=None, **create_app_kwargs) -> "http://127.0.0.1:<port>"``: pass a
-    ready ASGI app, or keyword arguments for ``tablesync.server.create_app``. Every server is
-    stopped (in-flight requests finished) at the end of the test.
+    ``running_server(app=None, uvicorn_options=None, **create_app_kwargs) ->
+    "http://127.0.0.1:<port>"``: pass a ready ASGI app, or keyword arguments for
+    ``tablesync.server.create_app``; ``uvicorn_options`` go to ``uvicorn.Config``. Every server
+    is stopped (in-flight requests finished) at the end of the test.
     """
     import socket
     import threading
@@ -158,7 +159,9 @@ def running_server() -> Iterator[Any]:
 
     started: list[tuple[Any, threading.Thread]] = []
 
-    def start(app: Any = None, **create_app_kwargs: Any) -> str:
+    def start(
+        app: Any = None, uvicorn_options: dict[str, Any] | None = None, **create_app_kwargs: Any
+    ) -> str:
         if app is None:
             from tablesync.server import create_app
 
@@ -166,7 +169,12 @@ def running_server() -> Iterator[Any]:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10)
+        options = {
+            "log_level": "warning",
+            "timeout_graceful_shutdown": 10,
+            **(uvicorn_options or {}),
+        }
+        config = uvicorn.Config(app, **options)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from tablesync import __version__
 from tablesync.cli._commands import cli, parse_duration
+from tablesync.cli._protocol import HeaderDeadlineProtocol
 
 
 def test_version_and_help() -> None:
@@ -54,6 +55,7 @@ def test_serve_passes_settings_to_uvicorn(monkeypatch: pytest.MonkeyPatch, tmp_p
     (config,) = served
     assert config.factory is True and config.workers == 1 and config.port == 8123
     assert config.access_log is True
+    assert config.http is HeaderDeadlineProtocol  # a deadline for each request's headers
     assert config.app == "tablesync.server._factory:app_from_environment"
     assert os.environ["TABLESYNC_DATABASE"] == "sqlite:///tablesync.db"
     assert os.environ["TABLESYNC_DYNAMIC_SCHEMA"] == "true"

@@ -104,6 +104,7 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     settings: dict[str, Any] = {
         "factory": True,
+        "http": _http_protocol(),
         "host": host,
         "port": port,
         "timeout_graceful_shutdown": shutdown_timeout,
@@ -116,6 +117,15 @@ def serve(
         _workers.run_server(uvicorn.Config(APP, **settings))
     else:
         uvicorn.run(APP, workers=workers, **settings)
+
+
+def _http_protocol() -> Any:
+    """The HTTP protocol: httptools with a deadline for each request's headers (``_protocol``)."""
+    try:
+        from ._protocol import HeaderDeadlineProtocol
+    except ImportError:  # no httptools: uvicorn's own choice, without the deadline
+        return "auto"
+    return HeaderDeadlineProtocol
 
 
 def _set_env(name: str, value: str | None) -> None:
