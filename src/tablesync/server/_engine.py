@@ -204,14 +204,14 @@ def _sqlite_statement_timeout(engine: Engine, timeout_s: float) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _on_execute(conn: sa.Connection, *_args: Any) -> None:
-        start_statement(conn)
+        _start_statement(conn)
 
 
-def start_statement(conn: sa.Connection) -> None:
+def _start_statement(conn: sa.Connection) -> None:
     """Start the statement timeout's clock for a statement sent past SQLAlchemy (SQLite).
 
     SQLAlchemy's ``before_cursor_execute`` hook starts it for every statement SQLAlchemy
-    executes; a statement sent on the driver's own cursor (``_repository._SQLiteInsert``)
+    executes; a statement sent on the driver's own connection (``execute_on_driver``)
     must start it itself, or it would run under the previous statement's deadline (and be
     interrupted early, or never). Without ``limit_statements`` there is no clock.
     """
@@ -233,7 +233,7 @@ def execute_on_driver(conn: sa.Connection, sql: str, params: Sequence[Any] = ())
     """
     import sqlite3
 
-    start_statement(conn)
+    _start_statement(conn)
     try:
         cursor = conn.connection.dbapi_connection.execute(sql, params)  # type: ignore[union-attr]
         return list(cursor.fetchall())

@@ -25,8 +25,8 @@ from ._clock import new_version, next_stamp
 from ._engine import (
     can_defer,
     client_cursor,
+    execute_on_driver,
     for_client_binding,
-    start_statement,
     take_deferred,
 )
 from ._items import stamp_datetime
@@ -264,10 +264,9 @@ class _SQLiteInsert:
     SQLAlchemy's own, compiled once per table and set of columns, and the values and the
     returned row pass through the columns' own bind and result processors, as SQLAlchemy
     would pass them.
-    What SQLAlchemy's hooks did for the statement is done here: the statement timeout's
-    clock is started (``_engine.start_statement``), and a driver error is raised as
-    SQLAlchemy would raise it (``DBAPIError.instance``). Any other hook on the engine (an
-    ``echo`` log, say) does not see this statement.
+    It is sent by ``_engine.execute_on_driver``, which does what SQLAlchemy's hooks did for
+    it (the statement timeout's clock, errors raised as SQLAlchemy raises them); any other
+    hook on the engine (an ``echo`` log, say) does not see this statement.
     """
 
     sql: str
@@ -275,7 +274,6 @@ class _SQLiteInsert:
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     #: The returned columns' names, each with its result processor.
     results: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-    error: type[Exception]
 
     def run(self, conn: Connection, values: dict[str, Any]) -> Row | None:
         params = tuple(
@@ -283,17 +281,7 @@ class _SQLiteInsert:
             for name, process in self.binds
             for value in (values[name],)
         )
-        start_statement(conn)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.sql, params)
-            rows = cursor.fetchall()  # to the statement's end: it is reset, not left open
-        except self.error as exc:
-            raise sa.exc.DBAPIError.instance(
-                self.sql, params, exc, self.error, dialect=conn.dialect
-            ) from exc
-        finally:
-            cursor.close()
+        rows = execute_on_driver(conn, self.sql, params)
         if not rows:
             return None
         return {
@@ -307,8 +295,6 @@ def _sqlite_insert(
     table: sa.Table, dialect: sa.Dialect, columns: frozenset[str]
 ) -> _SQLiteInsert | None:
     """The insert of ``columns`` into ``table``; ``None`` where SQLAlchemy must send it."""
-    import sqlite3
-
     compiled = _compiled_insert(table, dialect, columns)
     order = None if compiled is None else compiled.positiontup
     if order is None or sorted(order) != sorted(columns):
@@ -317,7 +303,6 @@ def _sqlite_insert(
         compiled.string,
         tuple((name, _bind_processor(table.c[name].type, dialect)) for name in order),
         tuple((column.name, _result_processor(column.type, dialect)) for column in table.c),
-        sqlite3.Error,
     )
 
 
