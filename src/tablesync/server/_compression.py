@@ -87,7 +87,6 @@ class ZstdResponder(IdentityResponder):
         return self._stream.compress(body) + self._stream.flush(flush)
 
 
-_FLUSH_BLOCK, _FLUSH_FINISH = zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH
 _local = threading.local()
 
 
