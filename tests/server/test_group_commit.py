@@ -7,6 +7,7 @@ before its group commits; a write that breaks stops its group, and the rest run 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,14 +108,20 @@ def test_a_write_that_breaks_stops_its_group_and_the_rest_run_after_it(
     path = tmp_path / "breaks.db"
     app = _app(path)
     commits = _count_commits(app)
-    insert = repo.insert
+    insert, insert_rows = repo.insert, repo.insert_rows
 
     def breaking_insert(conn: Any, state: Any, view: Any, values: Any, **kw: Any) -> Any:
         if values["id"] == "broken":  # in the group's transaction
             raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
         return insert(conn, state, view, values, **kw)
 
+    def breaking_insert_rows(conn: Any, table: Any, rows: Any) -> Any:
+        if any(row["id"] == "broken" for row in rows):  # the statement that carries it
+            raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return insert_rows(conn, table, rows)
+
     monkeypatch.setattr(repo, "insert", breaking_insert)
+    monkeypatch.setattr(repo, "insert_rows", breaking_insert_rows)
     bodies = [{"id": "a", "n": 1}, {"id": "broken", "n": 2}, {"id": "b", "n": 3}]
 
     replies = asyncio.run(_post_all(app, bodies))
@@ -414,7 +421,7 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
 ) -> None:
     app = _pg_app(postgres_url)
     service = app.state.tablesync
-    write = service._write
+    write, insert_together = service._write, service._insert_together
 
     def aborting_write(req: Any, state: Any, operation: Any, action: Any, batch: Any) -> Any:
         if req.body.get("id") == "aborts" and batch is not None:
@@ -422,11 +429,19 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
             batch.connection().exec_driver_sql("SELECT 1 / 0")
         return write(req, state, operation, action, batch)
 
+    def aborting_insert_together(inserts: Any, batch: Any, outcomes: Any) -> Any:
+        # The same, where the group's inserts share one statement.
+        if any(insert.req.body.get("id") == "aborts" for insert in inserts):
+            with contextlib.suppress(sa.exc.DBAPIError):
+                batch.connection().exec_driver_sql("SELECT 1 / 0")
+        return insert_together(inserts, batch, outcomes)
+
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
             assert first.status_code == 201
         monkeypatch.setattr(service, "_write", aborting_write)
+        monkeypatch.setattr(service, "_insert_together", aborting_insert_together)
         bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
         return await _post_all(app, bodies)
 

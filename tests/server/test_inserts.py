@@ -7,6 +7,11 @@ insert's validation and binding run before it joins its group
 its savepoint (``_engine.defer``) and the insert sends it in its own query, bound by psycopg
 on the client (``_repository._OneTripInsert``).
 
+The inserts of one group that need no more than their own row (no idempotency key, no hooks)
+share one statement (``_repository.insert_rows``, ``TableService._insert_together``): one
+INSERT for the group, on PostgreSQL in one round trip; a statement that fails is undone and
+each insert runs alone.
+
 These tests hold both paths to what SQLAlchemy's gave: the same stored values and replies,
 and each write of a group keeping its own outcome, whether the driver or the database
 refuses its value. On SQLite also: the statement timeout's clock started for each
@@ -324,3 +329,158 @@ def test_values_refused_by_psycopg_or_postgres_leave_the_other_writes(postgres_u
         "written", "refused", "written", "refused", "written"
     ]  # fmt: skip
     assert _stored(postgres_url) == {key: (None, "fine") for key in ("a", "b", "c")}
+
+
+def _insert_statements(app: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The item inserts the app sends from now on, on either database (past SQLAlchemy)."""
+    engine = app.state.tablesync.schema.engine
+    if engine.dialect.name == "sqlite":
+        sent = sent_statements(engine)
+        return _Filtered(sent)
+    import psycopg
+
+    queries: list[str] = []
+    execute = psycopg.ClientCursor.execute
+
+    def recorded(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        queries.extend(part.strip() for part in str(query).split("; "))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.ClientCursor, "execute", recorded)
+    return _Filtered(queries)
+
+
+class _Filtered(list[str]):
+    """A view of the statements recorded in ``source`` that insert into ``todo``."""
+
+    def __init__(self, source: list[str]) -> None:
+        super().__init__()
+        self.source = source
+
+    def inserts(self) -> list[str]:
+        return [sql for sql in self.source if sql.startswith("INSERT INTO todo")]
+
+
+def _in_one_batch(app: Any, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``repo.insert_rows`` of ``rows`` in one transaction, committed; what it returned."""
+    service = app.state.tablesync
+    state = service.schema.get("todo")
+    batch = service.batch(tables=("todo",))
+    try:
+        stored = repo.insert_rows(batch.connection(), state.table, rows)
+        batch.commit()
+    finally:
+        batch.close()
+    return dict(stored)
+
+
+def test_rows_of_one_set_of_columns_go_in_one_statement(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(db_url)
+    sent = _insert_statements(app, monkeypatch)
+    stamp = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    same = [repo.new_row({"id": f"s{n}", "n": n, "text": f"t{n}"}, stamp) for n in range(5)]
+    other = [repo.new_row({"id": f"o{n}", "n": n}, stamp) for n in range(2)]
+    try:
+        first = _in_one_batch(app, [same[0]])
+        stored = _in_one_batch(app, [*same[1:], *other, same[0]])  # s0: taken already
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert list(first) == ["s0"]
+    assert sorted(stored) == ["o0", "o1", "s1", "s2", "s3", "s4"]
+    assert stored["s3"]["text"] == "t3" and stored["o1"]["text"] is None
+    assert stored["s2"]["updatedAt"] == stamp
+    # One statement for s0 alone; then s1-s4, o0-o1 and s0 again: three sets of rows in turn.
+    assert len(sent.inserts()) == 4, sent.inserts()
+    assert _stored(db_url) == {
+        **{f"s{n}": (n, f"t{n}") for n in range(5)},
+        **{f"o{n}": (n, None) for n in range(2)},
+    }
+
+
+def test_an_id_twice_in_one_statement_is_stored_once(db_url: str) -> None:
+    app = _app(db_url)
+    stamp = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    rows = [repo.new_row({"id": "twice", "n": n}, stamp) for n in (1, 2)]
+    try:
+        stored = _in_one_batch(app, rows)
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert list(stored) == ["twice"] and stored["twice"]["n"] == 1
+    assert _stored(db_url) == {"twice": (1, None)}
+
+
+def test_sqlite_rows_past_the_parameter_limit_are_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = {f"c{n}": "integer" for n in range(60)}
+    url = f"sqlite:///{tmp_path / 'wide.db'}"
+    app = create_app(url, tables=[Table("todo", columns=columns)])  # type: ignore[arg-type]
+    sent = _insert_statements(app, monkeypatch)
+    stamp = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    rows = [repo.new_row({"id": f"w{n}", **dict.fromkeys(columns, n)}, stamp) for n in range(40)]
+    try:
+        stored = _in_one_batch(app, rows)
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert sorted(stored) == sorted(row["id"] for row in rows)
+    assert stored["w39"]["c59"] == 39
+    # 65 parameters a row: 15 rows a statement under SQLite's 999.
+    assert len(sent.inserts()) == 3, sent.inserts()
+
+
+def test_a_group_of_inserts_sends_one_insert_and_keeps_each_outcome(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app(db_url)
+    commits = [0]
+    sa.event.listen(
+        app.state.tablesync.schema.engine,
+        "commit",
+        lambda _c: commits.__setitem__(0, commits[0] + 1),
+    )
+    sent = _insert_statements(app, monkeypatch)
+    bodies: list[Any] = [
+        {"id": "w0", "n": 0},
+        *({"id": f"g{n}", "n": n} for n in range(6)),
+        {"id": "g2", "n": 99},  # an id taken earlier in its own group: 409 with that row
+        {"id": "w0", "n": 98},  # taken before: 409 with the stored row
+    ]
+
+    replies = _run(app, "todo", bodies)
+
+    statuses = [reply.status_code for reply in replies]
+    assert statuses == [201] * 7 + [409, 409], [r.text for r in replies]
+    assert replies[7].json() == replies[3].json()
+    assert replies[7].headers["ETag"] == replies[3].headers["ETag"]
+    assert replies[8].json() == replies[0].json()
+    stamps = [reply.json()["updatedAt"] for reply in replies[:7]]
+    assert stamps == sorted(set(stamps))  # stamped in arrival order, each its own
+    assert len(sent.inserts()) == commits[0] < len(bodies) - 1  # one INSERT per group
+    assert _stored(db_url) == {"w0": (0, None), **{f"g{n}": (n, None) for n in range(6)}}
+
+
+def test_a_value_postgres_refuses_fails_only_its_own_insert_of_a_group(postgres_url: str) -> None:
+    # The group's shared statement fails as a whole; undone, each insert then runs alone.
+    app = _app(postgres_url)
+    with app.state.tablesync.schema.writer.connect() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION no_13() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.n = 13 THEN RAISE EXCEPTION 'no 13' USING ERRCODE = '22023'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER no_13 BEFORE INSERT ON todo FOR EACH ROW EXECUTE FUNCTION no_13()"
+        )
+        conn.commit()
+    bodies = [{"id": "w0", "n": 0}, {"id": "a", "n": 1}, {"id": "b", "n": 13}, {"id": "c", "n": 3}]
+
+    replies = _run(app, "todo", bodies)
+
+    assert [reply.status_code for reply in replies] == [201, 201, 400, 201]
+    assert "no 13" in replies[2].json()["error"]
+    assert _stored(postgres_url) == {"w0": (0, None), "a": (1, None), "c": (3, None)}

@@ -205,20 +205,68 @@ def insert(
     strict: bool,
 ) -> Outcome:
     """Insert an item; an existing id gives 409 with the existing row (also if soft-deleted)."""
-    table = state.table
     stamp = stamp_datetime(next_stamp(conn, state.config.key, strict=strict))
-    row_values = {
+    row = _insert_if_absent(conn, state.table, new_row(values, stamp))
+    if row is not None:
+        return Outcome(201, row, written=True)
+    existing = read_row(conn, state, view, values["id"])
+    return Outcome(409, existing, written=False)
+
+
+def new_row(values: dict[str, Any], stamp: dt.datetime) -> dict[str, Any]:
+    """The row an insert of ``values`` stores: the system columns set by the server."""
+    return {
         **values,
         "createdAt": stamp,
         "updatedAt": stamp,
         "version": new_version(),
         "deleted": False,
     }
-    row = _insert_if_absent(conn, table, row_values)
-    if row is not None:
-        return Outcome(201, row, written=True)
-    existing = read_row(conn, state, view, values["id"])
-    return Outcome(409, existing, written=False)
+
+
+def insert_rows(
+    conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> dict[str, Row]:
+    """Insert ``rows``, skipping those whose id is taken; the stored rows by id.
+
+    An id is taken by a stored row or by an earlier one of ``rows``. The rows go in as few
+    statements as their sets of columns allow: a group commit's inserts in one statement
+    instead of one each, on PostgreSQL in one round trip where each insert made its own, all
+    of it while the group holds its table's clock row, which the other processes' writers
+    of that table wait for (docs/benchmarks.md). A statement that fails undoes all of its
+    rows: the caller decides what then.
+    """
+    stored: dict[str, Row] = {}
+    for columns, chunk in _chunks(table, conn.dialect, rows):
+        plan = _insert_plan(conn, table, columns, len(chunk))
+        if plan is None:
+            for values in chunk:
+                row = _insert_if_absent(conn, table, values)
+                if row is not None:
+                    stored[values["id"]] = row
+            continue
+        for row in plan.run(conn, chunk):
+            stored[row["id"]] = row
+    return stored
+
+
+#: At most this many parameters in one SQLite statement (SQLite's limit before 3.32).
+_SQLITE_PARAMETERS = 999
+
+
+def _chunks(
+    table: sa.Table, dialect: sa.Dialect, rows: Sequence[dict[str, Any]]
+) -> list[tuple[frozenset[str], list[dict[str, Any]]]]:
+    """``rows`` cut into runs of one set of columns, in order, each small enough to send."""
+    chunks: list[tuple[frozenset[str], list[dict[str, Any]]]] = []
+    for values in rows:
+        columns = frozenset(values)
+        limit = max(1, _SQLITE_PARAMETERS // len(columns)) if dialect.name == "sqlite" else 1000
+        if chunks and chunks[-1][0] == columns and len(chunks[-1][1]) < limit:
+            chunks[-1][1].append(values)
+        else:
+            chunks.append((columns, [values]))
+    return chunks
 
 
 @functools.lru_cache(maxsize=256)
@@ -234,15 +282,11 @@ def _insert_statement(table: sa.Table, dialect: str) -> Any:
 
 
 def _insert_if_absent(conn: Connection, table: sa.Table, values: dict[str, Any]) -> Row | None:
+    plan = _insert_plan(conn, table, frozenset(values), 1)
+    if plan is not None:
+        rows = plan.run(conn, [values])
+        return rows[0] if rows else None
     dialect = conn.dialect.name
-    if dialect == "sqlite":
-        sqlite_plan = _sqlite_insert(table, conn.dialect, frozenset(values))
-        if sqlite_plan is not None:
-            return sqlite_plan.run(conn, values)
-    elif dialect == "postgresql" and can_defer(conn):
-        plan = _one_trip_insert(table, conn.dialect, frozenset(values))
-        if plan is not None:
-            return plan.run(conn, values)
     if dialect in ("sqlite", "postgresql"):
         return conn.execute(_insert_statement(table, dialect), values).mappings().first()
     try:
@@ -253,62 +297,75 @@ def _insert_if_absent(conn: Connection, table: sa.Table, values: dict[str, Any])
     return conn.execute(sa.select(table).where(table.c.id == values["id"])).mappings().first()
 
 
+def _insert_plan(
+    conn: Connection, table: sa.Table, columns: frozenset[str], rows: int
+) -> _SQLiteInsert | _OneTripInsert | None:
+    """The insert of ``rows`` rows of ``columns`` sent past SQLAlchemy, where it can be."""
+    if conn.dialect.name == "sqlite":
+        return _sqlite_insert(table, conn.dialect, columns, rows)
+    if conn.dialect.name == "postgresql" and can_defer(conn):
+        return _one_trip_insert(table, conn.dialect, columns, rows)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _SQLiteInsert:
-    """The SQLite insert of one set of columns, executed on the driver's own cursor.
+    """The SQLite insert of rows of one set of columns, executed on the driver's own cursor.
 
     SQLAlchemy's execution context (the event dispatch, the compiled cache lookup, the result
     object and its row) was most of an insert's time in a group commit: 44-52 µs against
     18-20 µs here, measured in process (bench/insert_statements.py), all of it spent
     holding the write turn every other process's writers wait for. The statement is
-    SQLAlchemy's own, compiled once per table and set of columns, and the values and the
-    returned row pass through the columns' own bind and result processors, as SQLAlchemy
-    would pass them.
+    SQLAlchemy's own, compiled once per table, set of columns and number of rows, and the
+    values and the returned rows pass through the columns' own bind and result processors,
+    as SQLAlchemy would pass them.
     It is sent by ``_engine.execute_on_driver``, which does what SQLAlchemy's hooks did for
     it (the statement timeout's clock, errors raised as SQLAlchemy raises them); any other
     hook on the engine (an ``echo`` log, say) does not see this statement.
     """
 
     sql: str
-    #: The parameters' column names in the statement's order, each with its bind processor.
+    #: One row's column names in the statement's order, each with its bind processor.
     binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     #: The returned columns' names, each with its result processor.
     results: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
-    def run(self, conn: Connection, values: dict[str, Any]) -> Row | None:
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Row]:
         params = tuple(
             value if process is None else process(value)
+            for values in rows
             for name, process in self.binds
             for value in (values[name],)
         )
-        rows = execute_on_driver(conn, self.sql, params)
-        if not rows:
-            return None
-        return {
-            name: value if process is None else process(value)
-            for (name, process), value in zip(self.results, rows[0], strict=True)
-        }
+        return [
+            {
+                name: value if process is None else process(value)
+                for (name, process), value in zip(self.results, row, strict=True)
+            }
+            for row in execute_on_driver(conn, self.sql, params)
+        ]
 
 
 @functools.lru_cache(maxsize=1024)
 def _sqlite_insert(
-    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str]
+    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int
 ) -> _SQLiteInsert | None:
-    """The insert of ``columns`` into ``table``; ``None`` where SQLAlchemy must send it."""
-    compiled = _compiled_insert(table, dialect, columns)
+    """The insert of ``rows`` rows of ``columns``; ``None`` where SQLAlchemy must send it."""
+    compiled = _compiled_insert(table, dialect, columns, rows)
     order = None if compiled is None else compiled.positiontup
-    if order is None or sorted(order) != sorted(columns):
+    if order is None or sorted(order) != sorted(compiled.binds):
         return None  # a positional parameter for each value, once
+    first_row = [_column_of(name) for name in order[: len(columns)]]
     return _SQLiteInsert(
         compiled.string,
-        tuple((name, _bind_processor(table.c[name].type, dialect)) for name in order),
+        tuple((name, _bind_processor(table.c[name].type, dialect)) for name in first_row),
         tuple((column.name, _result_processor(column.type, dialect)) for column in table.c),
     )
 
 
 @dataclass(slots=True)
 class _OneTripInsert:
-    """The PostgreSQL insert of one set of columns, sent by psycopg itself in one query.
+    """The PostgreSQL insert of rows of one set of columns, sent by psycopg in one query.
 
     A write of a group commit sends its savepoint and its insert as one query, in one round
     trip (``_engine.defer``); SQLAlchemy sends one statement per query. It also skips
@@ -320,17 +377,19 @@ class _OneTripInsert:
     """
 
     sql: str
-    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    #: Each column's name, its parameters' names (one per row) and its bind processor.
+    binds: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any] | None], ...]
     table: sa.Table
     #: ``psycopg.Error`` (psycopg is an optional dependency).
     error: type[Exception]
     #: Each result column's name and processor, known from the first result's types.
     results: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
 
-    def run(self, conn: Connection, values: dict[str, Any]) -> Row | None:
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Row]:
         params = {
-            name: value if process is None else process(value)
-            for name, process in self.binds
+            parameter: value if process is None else process(value)
+            for name, parameters, process in self.binds
+            for parameter, values in zip(parameters, rows, strict=True)
             for value in (values[name],)
         }
         sql = self.sql
@@ -344,7 +403,7 @@ class _OneTripInsert:
                 cursor.execute(sql)  # no parameters: sent as it is
                 while cursor.description is None and cursor.nextset():
                     pass  # past the savepoint's results to the insert's
-                row = cursor.fetchone()
+                found = cursor.fetchall()
                 results = self.results
                 if results is None:
                     results = self.results = self._result_processors(
@@ -354,12 +413,13 @@ class _OneTripInsert:
                 raise sa.exc.DBAPIError.instance(
                     sql, params, exc, self.error, dialect=conn.dialect
                 ) from exc
-        if row is None:
-            return None
-        return {
-            name: value if process is None else process(value)
-            for (name, process), value in zip(results, row, strict=True)
-        }
+        return [
+            {
+                name: value if process is None else process(value)
+                for (name, process), value in zip(results, row, strict=True)
+            }
+            for row in found
+        ]
 
     def _result_processors(
         self, dialect: sa.Dialect, description: Any
@@ -372,33 +432,60 @@ class _OneTripInsert:
 
 @functools.lru_cache(maxsize=1024)
 def _one_trip_insert(
-    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str]
+    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int
 ) -> _OneTripInsert | None:
-    """The insert of ``columns`` into ``table``; ``None`` where SQLAlchemy must send it."""
-    import psycopg  # the driver of the connections that get here (``can_defer``)
+    """The insert of ``rows`` rows of ``columns``; ``None`` where SQLAlchemy must send it."""
+    import psycopg  # the driver of the connections that get here (``_insert_plan``)
 
-    compiled = _compiled_insert(table, dialect, columns)
+    compiled = _compiled_insert(table, dialect, columns, rows)
     if compiled is None:
         return None
     return _OneTripInsert(
         for_client_binding(compiled.string),
-        tuple((name, _bind_processor(table.c[name].type, dialect)) for name in columns),
+        tuple(
+            (
+                name,
+                tuple(_parameter(name, row) for row in range(rows)),
+                _bind_processor(table.c[name].type, dialect),
+            )
+            for name in sorted(columns)
+        ),
         table,
         psycopg.Error,
     )
 
 
-def _compiled_insert(table: sa.Table, dialect: sa.Dialect, columns: frozenset[str]) -> Any:
-    """``_insert_statement`` compiled for the values of ``columns``, to send past SQLAlchemy.
+def _compiled_insert(
+    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int
+) -> Any:
+    """``_insert_statement`` of ``rows`` rows of ``columns``, compiled to send past SQLAlchemy.
 
-    ``None`` where SQLAlchemy must send it: names that need escaping, or parameters beyond
-    the values.
+    Each value is a parameter named by ``_parameter``. ``None`` where SQLAlchemy must send
+    it: names that need escaping.
     """
-    stmt = _insert_statement(table, dialect.name)
-    compiled = stmt.compile(dialect=dialect, column_keys=sorted(columns))
-    if compiled.escaped_bind_names or set(compiled.binds) != columns:
+    stmt = _insert_statement(table, dialect.name).values(
+        [
+            {
+                name: sa.bindparam(_parameter(name, row), type_=table.c[name].type)
+                for name in sorted(columns)
+            }
+            for row in range(rows)
+        ]
+    )
+    compiled = stmt.compile(dialect=dialect)
+    expected = {_parameter(name, row) for name in columns for row in range(rows)}
+    if compiled.escaped_bind_names or set(compiled.binds) != expected:
         return None
     return compiled
+
+
+def _parameter(column: str, row: int) -> str:
+    """The name of the parameter of ``column`` in row ``row`` of an insert."""
+    return f"{column}__{row}"
+
+
+def _column_of(parameter: str) -> str:
+    return parameter.rsplit("__", 1)[0]
 
 
 def _bind_processor(

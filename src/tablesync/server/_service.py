@@ -21,7 +21,7 @@ from ..protocol import ApiVersion, dumps, loads, new_id
 from . import _repository as repo
 from ._access import Access
 from ._auth import Authenticator, principal_of
-from ._clock import hold_clocks, mark_arrival, now_ms, store_clocks
+from ._clock import hold_clocks, mark_arrival, next_stamp, now_ms, store_clocks
 from ._config import WriteEvent, WriteHook, is_valid_table_name
 from ._engine import can_defer, commit_deferred, defer, execute_on_driver, settle_deferred
 from ._errors import (
@@ -33,7 +33,7 @@ from ._errors import (
     logger,
 )
 from ._idempotency import BatchKeys, Expiry, SingleKeys, StoredResponse
-from ._items import ItemInput, parse_item, render
+from ._items import ItemInput, parse_item, render, stamp_datetime
 from ._replies import Reply, item_reply, missing, stored_reply
 from ._schema import Schema, TableState
 
@@ -281,6 +281,69 @@ class _Savepoint:
 _OPEN_SAVEPOINT = "tablesync_open_savepoint"
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PreparedInsert:
+    """An insert whose item is validated and whose values are final, ready to run.
+
+    Called with a batch (or ``None``: its own transaction) it runs alone; a group commit may
+    instead run several in one statement (``TableService.write_together``).
+    """
+
+    service: TableService
+    req: WriteRequest
+    state: TableState
+    #: The row's values, id and owner included; the server's columns are added at the write.
+    values: dict[str, Any]
+    #: The caller's view, or ``None``: the table's view function, to run with the write.
+    view: ColumnElement[bool] | None
+
+    def __call__(self, batch: WriteBatch | None) -> Reply:
+        return self.service._run_insert(self, batch)
+
+    def seen(self) -> ColumnElement[bool]:
+        """The caller's view of the table's rows, for the row a conflict answers with."""
+        return self.service.view(self.req.request, self.state) if self.view is None else self.view
+
+    def reply(self, status: int, row: repo.Row | None) -> Reply:
+        """201 with the stored row, or 409 with the row holding the id (400 if not visible)."""
+        if row is None:
+            raise BadRequest(f"The id {self.values['id']!r} is not available")
+        return item_reply(status, self.state, row, self.req.version, self.req.request)
+
+    def stored(self, conn: Connection, row: repo.Row | None) -> Reply | Exception:
+        """The outcome of this insert run with others: ``row`` is its own, or ``None``."""
+        try:
+            if row is not None:
+                return self.reply(201, row)
+            return self.reply(409, repo.read_row(conn, self.state, self.seen(), self.values["id"]))
+        except HTTPError as exc:
+            return exc
+
+
+def _opened(batch: WriteBatch, outcomes: list[Reply | Exception]) -> bool:
+    """Open ``batch``'s transaction; ``False`` (the error as an outcome) if it cannot be."""
+    try:
+        batch.connection()
+    except Exception as exc:
+        outcomes.append(exc)
+        return False
+    return True
+
+
+def _attempt(
+    write: Callable[[WriteBatch], Reply], batch: WriteBatch, outcomes: list[Reply | Exception]
+) -> bool:
+    """Run one write of a group in its savepoint; ``False`` where the group must stop."""
+    try:
+        outcomes.append(write(batch))
+    except (HTTPError, sa.exc.DataError) as exc:
+        outcomes.append(exc)
+    except Exception as exc:
+        outcomes.append(exc)
+        return False
+    return True
+
+
 class TableService:
     """Reads and writes of every table of one app (shared by all requests; thread-safe)."""
 
@@ -334,32 +397,93 @@ class TableService:
     def write_together(
         self, writes: Iterable[Callable[[WriteBatch], Reply]], table: str
     ) -> list[Reply | Exception]:
-        """Run single-request writes in one transaction, each in its own savepoint.
+        """Run single-request writes in one transaction, each with the outcome it had alone.
 
         What ``DatabaseRunner.write_grouped`` runs ("group commit"). Each write is taken from
         ``writes`` when its turn comes: on PostgreSQL, the writes that arrive while the group
-        waits for the table's clock row, or runs, join it. A write that fails with
-        an error of its own (a 4xx, a value the database rejects) has its savepoint rolled
-        back, as alone it would have had its transaction, and the next write runs. Any other
-        failure (the database busy or broken, a bug) may leave the transaction in doubt: the
-        group stops there and commits the writes before it; the rest run in a new group.
-        A failed commit raises: none of the group's writes happened.
+        waits for the table's clock row, or runs, join it. Each write runs in its own
+        savepoint; a write that fails with an error of its own (a 4xx, a value the database
+        rejects) has its savepoint rolled back, as alone it would have had its transaction,
+        and the next write runs. Consecutive plain inserts of one table instead share one
+        statement (:meth:`_insert_together`). Any other failure (the database busy or
+        broken, a bug) may leave the transaction in doubt: the group stops there and
+        commits the writes before it; the rest run in a new group. A failed commit raises:
+        none of the group's writes happened.
         """
         outcomes: list[Reply | Exception] = []
         batch = self.batch(tables=(table,))
+        inserts: list[PreparedInsert] = []
         try:
             for write in writes:
-                try:
-                    outcomes.append(write(batch))
-                except (HTTPError, sa.exc.DataError) as exc:
-                    outcomes.append(exc)
-                except Exception as exc:
-                    outcomes.append(exc)
+                if self._can_share_statement(write, inserts):
+                    inserts.append(write)  # type: ignore[arg-type]
+                    # Open the transaction before taking the next write: the writes that
+                    # arrive while it waits for the table's clock row then join.
+                    if len(inserts) == 1 and not _opened(batch, outcomes):
+                        break
+                    continue
+                if inserts and not self._insert_together(inserts, batch, outcomes):
+                    break  # ``write`` was taken but not run: it goes to the next group
+                inserts = []
+                if not _attempt(write, batch, outcomes):
                     break
+            else:
+                if inserts:
+                    self._insert_together(inserts, batch, outcomes)
             batch.commit()
         finally:
             batch.close()
         return outcomes
+
+    def _can_share_statement(self, write: object, inserts: list[PreparedInsert]) -> bool:
+        """Whether ``write`` is an insert that can go in one statement with ``inserts``.
+
+        An insert whose outcome depends on no more than its own row: no idempotency key (a
+        record kept and maybe replayed), no hooks, the strict clock.
+        """
+        if not isinstance(write, PreparedInsert) or write.service is not self:
+            return False
+        config = write.state.config
+        return (
+            write.req.idempotency_key is None
+            and self.settings.strict_clock
+            and config.before_commit is None
+            and config.after_commit is None
+            and (not inserts or inserts[0].state is write.state)
+        )
+
+    def _insert_together(
+        self, inserts: list[PreparedInsert], batch: WriteBatch, outcomes: list[Reply | Exception]
+    ) -> bool:
+        """Run ``inserts`` of one table in one statement, adding their outcomes to ``outcomes``.
+
+        Measured per insert inside a group's turn, against one statement and one savepoint
+        each: see docs/benchmarks.md. Each insert keeps the outcome it had alone: 201 with its
+        row, or 409 with the row that holds its id (an earlier insert of the group's too). A
+        statement that fails (a value the database refuses, say) is undone, and each insert
+        then runs alone, to find whose it was. Returns ``False`` where the group must stop
+        (see :meth:`write_together`).
+        """
+        if len(inserts) == 1:
+            return _attempt(inserts[0], batch, outcomes)
+        conn = batch.connection()
+        state = inserts[0].state
+        key = state.config.key
+        rows = [
+            repo.new_row(insert.values, stamp_datetime(next_stamp(conn, key))) for insert in inserts
+        ]
+        try:
+            with _Savepoint(conn):
+                stored = repo.insert_rows(conn, state.table, rows)
+        except Exception:
+            # Undone. Alone, each insert has the outcome it would have had: the one whose
+            # value was refused gets its 400, and a database that is broken stops the group
+            # at the first insert, as one statement each would have.
+            return all(_attempt(insert, batch, outcomes) for insert in inserts)
+        for insert, row in zip(inserts, rows, strict=True):
+            found = stored.pop(row["id"], None)
+            outcomes.append(insert.stored(conn, found))
+        return True
 
     def _write(
         self,
@@ -463,7 +587,7 @@ class TableService:
         state, item = self._prepare(req, batch, create=True)
         return self._inserting(req, state, item)(batch)
 
-    def prepare_insert(self, req: WriteRequest) -> Callable[[WriteBatch | None], Reply] | None:
+    def prepare_insert(self, req: WriteRequest) -> PreparedInsert | None:
         """An insert's work that needs no transaction, done now; the rest, to run in one.
 
         For a group commit: the body's validation, the values, the owner stamp and the
@@ -482,9 +606,7 @@ class TableService:
             return None
         return self._inserting(req, state, parse_item(state, req.body, dynamic=False))
 
-    def _inserting(
-        self, req: WriteRequest, state: TableState, item: ItemInput
-    ) -> Callable[[WriteBatch | None], Reply]:
+    def _inserting(self, req: WriteRequest, state: TableState, item: ItemInput) -> PreparedInsert:
         """The insert of a validated ``item``, to run in a transaction (a batch, or its own)."""
         if item.deleted:
             raise BadRequest("An item cannot be inserted as deleted")
@@ -497,17 +619,18 @@ class TableService:
         # table's own view function is the application's code: it runs where it ran before,
         # with the write (on a worker thread for PostgreSQL), not on the event loop.
         view = self.view(req.request, state) if state.config.view is None else None
+        return PreparedInsert(self, req, state, values, view)
+
+    def _run_insert(self, insert: PreparedInsert, batch: WriteBatch | None) -> Reply:
+        """``insert`` alone: in its own transaction, or in a savepoint of ``batch``'s."""
 
         def action(conn: Connection, state: TableState) -> tuple[Reply, bool]:
-            seen = self.view(req.request, state) if view is None else view
-            outcome = repo.insert(conn, state, seen, values, strict=self.settings.strict_clock)
-            if outcome.row is None:
-                raise BadRequest(f"The id {values['id']!r} is not available")
-            return item_reply(
-                outcome.status, state, outcome.row, req.version, req.request
-            ), outcome.written
+            outcome = repo.insert(
+                conn, state, insert.seen(), insert.values, strict=self.settings.strict_clock
+            )
+            return insert.reply(outcome.status, outcome.row), outcome.written
 
-        return lambda batch: self._write(req, state, "insert", action, batch)
+        return self._write(insert.req, insert.state, "insert", action, batch)
 
     def update(
         self, req: WriteRequest, batch: WriteBatch | None = None, *, replace_all: bool
