@@ -179,7 +179,9 @@ def _timestamp(value: Any) -> dt.datetime:
         return parse_datetime(value)
     if type(value) is dt.date:
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    assert isinstance(value, dt.datetime)
+    if not isinstance(value, dt.datetime):
+        # year(142) and the like: no meaning in the reference, so no answer to compare with.
+        raise TypeError(f"not a date or time: {value!r}")
     return value
 
 

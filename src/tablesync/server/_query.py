@@ -241,8 +241,9 @@ class _Compiler:
         operand = self.visit(node.operand)
         values = [self.visit(value) for value in node.values]
         rules.in_type(operand.type, [value.type for value in values])
-        if operand.is_null or any(value.literal is None for value in values):
-            # Not a plain list of constants: "in" means "eq" to any of them, null rules and all.
+        if operand.is_null or operand.literal is not None or any(v.literal is None for v in values):
+            # Not a column among constants: "in" means "eq" to any of them, null rules, type
+            # conversions (a text constant read as a date) and all.
             tests = [self.compare(BinaryOp.EQ, operand, value).element for value in values]
             return boolean(sa.or_(*tests))
         _reject_json(operand, "be compared")

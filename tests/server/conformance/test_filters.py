@@ -227,6 +227,14 @@ V3_ONLY = [
     case("rating in ('PG', 'G')", lambda m: m["rating"] in ("PG", "G"), "in-strings"),
     case("year in (1994, 2001, 2010)", lambda m: m["year"] in (1994, 2001, 2010), "in-ints"),
     case(
+        # A text constant among dates is read as a date, as with eq (PostgreSQL had refused
+        # to compare the text with the dates: a 500).
+        "(year eq 1994) and "
+        "('1994-10-14T00:00:00.000Z' in (1994-10-14T00:00:00.000Z, 2001-01-01T00:00:00.000Z))",
+        lambda m: m["year"] == 1994,
+        "in-text-among-dates",
+    ),
+    case(
         "not(rating in ('PG', 'G'))",
         lambda m: m["rating"] not in ("PG", "G"),
         "not-in-includes-null",
