@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RootTransaction, Transaction
@@ -416,7 +416,7 @@ class TableService:
         try:
             for write in writes:
                 if self._can_share_statement(write, inserts):
-                    inserts.append(write)  # type: ignore[arg-type]
+                    inserts.append(write)
                     # Open the transaction before taking the next write: the writes that
                     # arrive while it waits for the table's clock row then join.
                     if len(inserts) == 1 and not _opened(batch, outcomes):
@@ -435,7 +435,9 @@ class TableService:
             batch.close()
         return outcomes
 
-    def _can_share_statement(self, write: object, inserts: list[PreparedInsert]) -> bool:
+    def _can_share_statement(
+        self, write: object, inserts: list[PreparedInsert]
+    ) -> TypeGuard[PreparedInsert]:
         """Whether ``write`` is an insert that can go in one statement with ``inserts``.
 
         An insert whose outcome depends on no more than its own row: no idempotency key (a
