@@ -484,3 +484,60 @@ def test_a_value_postgres_refuses_fails_only_its_own_insert_of_a_group(postgres_
     assert [reply.status_code for reply in replies] == [201, 201, 400, 201]
     assert "no 13" in replies[2].json()["error"]
     assert _stored(postgres_url) == {"w0": (0, None), "a": (1, None), "c": (3, None)}
+
+
+def _refuse_13(app: Any) -> None:
+    """An application's own rule on ``todo``: no ``n`` of 13 (IntegrityError either way)."""
+    with app.state.tablesync.schema.writer.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER no_13 BEFORE INSERT ON todo WHEN NEW.n = 13 "
+                "BEGIN SELECT RAISE(ABORT, 'no 13'); END"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER no_13_update BEFORE UPDATE ON todo WHEN NEW.n = 13 "
+                "BEGIN SELECT RAISE(ABORT, 'no 13'); END"
+            )
+        else:
+            conn.exec_driver_sql("ALTER TABLE todo ADD CONSTRAINT no_13 CHECK (n <> 13)")
+        conn.commit()
+
+
+def test_a_constraint_of_the_application_refusing_an_item_is_a_400(db_url: str) -> None:
+    # Not a 500: the client's value is refused, and the writes beside it in its group keep
+    # their own outcomes.
+    app = _app(db_url)
+    _refuse_13(app)
+    bodies = [{"id": "w0", "n": 0}, {"id": "a", "n": 1}, {"id": "b", "n": 13}, {"id": "c", "n": 3}]
+
+    replies = _run(app, "todo", bodies)
+
+    assert [reply.status_code for reply in replies] == [201, 201, 400, 201]
+    assert "The database rejected the item" in replies[2].json()["error"]
+    assert _stored(db_url) == {"w0": (0, None), "a": (1, None), "c": (3, None)}
+
+
+def test_a_constraint_of_the_application_refusing_an_update_is_a_400(db_url: str) -> None:
+    app = _app(db_url)
+    _refuse_13(app)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            created = await client.post("/tables/todo", json={"id": "a", "n": 1}, headers=V3)
+            refused = await client.patch("/tables/todo/a", json={"n": 13}, headers=V3)
+            patch = {"method": "PATCH", "table": "todo", "id": "a", "body": {"n": 13}}
+            batch = await client.post("/tables/$batch", json={"operations": [patch]}, headers=V3)
+            read = await client.get("/tables/todo/a", headers=V3)
+            return [created, refused, batch, read]
+
+    try:
+        created, refused, batch, read = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert created.status_code == 201
+    assert refused.status_code == 400, refused.text
+    assert "no 13" in refused.json()["error"] or "no_13" in refused.json()["error"]
+    assert batch.status_code == 200, batch.text
+    assert [result["status"] for result in batch.json()["results"]] == [400]
+    assert read.json() == created.json()

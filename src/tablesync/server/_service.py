@@ -535,7 +535,7 @@ class TableService:
                 stored = keys.claim(conn, req.idempotency_key, req.key, fingerprint)
                 if stored is not None:
                     return self._replay(req, state, stored, fingerprint), None
-            reply, written = action(conn, state)
+            reply, written = _item_write(action, conn, state)
             if not written:
                 tx.rollback()
                 return reply, None
@@ -779,6 +779,22 @@ class TableService:
         if status == 304:
             return Reply(304, None, item_reply(200, state, row, version, request).headers)
         return item_reply(status or 200, state, row, version, request)
+
+
+def _item_write(action: Action, conn: Connection, state: TableState) -> tuple[Reply, bool]:
+    """Run a write's ``action``; a constraint of the database refusing the item is a 400.
+
+    tablesync's own constraints never refuse an item (a taken id is a 409, found before),
+    but an application may add its own (a CHECK, a NOT NULL, a trigger): the value the
+    client sent is what they refuse, as with a ``DataError`` (a 400 too), not a server
+    failure. Only around the item's own statements: elsewhere (idempotency records) a
+    violation is tablesync's, and stays an error of the server.
+    """
+    try:
+        return action(conn, state)
+    except sa.exc.IntegrityError as exc:
+        message = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        raise BadRequest(f"The database rejected the item: {message}") from exc
 
 
 def _event(
