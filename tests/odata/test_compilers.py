@@ -128,6 +128,12 @@ FILTERS = [
     pytest.param("(rating eq 'R') eq false", id="condition-eq-false-null-row"),
     pytest.param("(rating gt 'PG') ne true", id="condition-ne"),
     pytest.param("(rating gt 'PG') eq null", id="condition-eq-null"),
+    # A condition compared as a value, in parentheses whatever each database's precedence:
+    # SQLite read ``0 = 1 > 1`` as ``0 = (1 > 1)``, PostgreSQL read
+    # ``NOT x IS NULL`` as ``NOT (x IS NULL)``.
+    pytest.param("(id eq 'id-042') gt false", id="condition-gt-false"),
+    pytest.param("((null and null) gt true) or year eq 1994", id="constant-condition-gt-true"),
+    pytest.param("((not (rating eq 'R')) in (null)) or year eq 1994", id="not-condition-in-null"),
     pytest.param(
         "year gt 2005 or rating eq 'G' and duration lt 100", id="and-binds-tighter-than-or"
     ),

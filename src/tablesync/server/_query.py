@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement, False_, True_
+from sqlalchemy.sql.elements import ColumnElement, False_, Grouping, True_
 
 from .._exceptions import UnknownColumnError, UnsupportedQueryError
 from ..odata import _typing as rules
@@ -235,7 +235,11 @@ class _Compiler:
         if isinstance(element, True_ | False_):
             # SQLAlchemy refuses constants on either side of <, >...: bind them instead.
             return sa.literal(isinstance(element, True_), sa.Boolean())
-        return element
+        # In parentheses, always: SQLAlchemy leaves some out where the database's own
+        # precedence differs from its table (``NOT x IS NULL`` is ``NOT (x IS NULL)`` on
+        # PostgreSQL; ``0 = 1 > 1`` is ``0 = (1 > 1)`` on SQLite), which inverted filters
+        # such as ``(not (a in (null))) in (null)`` or ``(a and b) gt true``.
+        return Grouping(element)
 
     def visit_in(self, node: In) -> Sql:
         operand = self.visit(node.operand)
