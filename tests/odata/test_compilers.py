@@ -134,6 +134,9 @@ FILTERS = [
     pytest.param("(id eq 'id-042') gt false", id="condition-gt-false"),
     pytest.param("((null and null) gt true) or year eq 1994", id="constant-condition-gt-true"),
     pytest.param("((not (rating eq 'R')) in (null)) or year eq 1994", id="not-condition-in-null"),
+    # A function of null is null, also where its result is a condition (the local store
+    # once read contains(null, x) as false).
+    pytest.param("contains(null, title) eq null and year eq 1994", id="function-of-null-is-null"),
     pytest.param(
         "year gt 2005 or rating eq 'G' and duration lt 100", id="and-binds-tighter-than-or"
     ),

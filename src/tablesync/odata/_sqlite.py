@@ -311,6 +311,10 @@ def _in(node: In) -> _Frag:
 def _call(node: Call) -> _Frag:
     args = [_visit(arg) for arg in node.args]
     result = rules.call_type(node.name, [arg.type for arg in args])
+    if any(arg.is_null for arg in args):
+        # Every canonical function of null is null, and then compares as the literal null
+        # does (``contains(null, x) eq null`` is true), as on the server.
+        return _Frag("NULL", result, literal=Literal(None, LiteralKind.NULL))
     return _CALLS[node.name](args, result)
 
 
