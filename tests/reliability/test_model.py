@@ -52,6 +52,8 @@ FAULTS: list[Fault] = [
 _runs = itertools.count()
 #: Figures over all examples, printed at the end of the module (docs/reliability.md).
 TALLY: Counter[str] = Counter()
+#: ``Device.last_write`` of a delete that cancelled the device's own queued insert (+ its token).
+CANCELLED = "cancelled-insert:"
 
 
 class Audit:
@@ -233,7 +235,8 @@ class Device:
     store: SQLiteStore
     run: int
     last_write: dict[str, str] = field(default_factory=dict)
-    """item id → the token of its last insert/update, or ``"deleted"``."""
+    """item id → the token of its last insert/update, ``"deleted"``, or ``CANCELLED`` + the
+    token of its own queued insert that a delete cancelled."""
     surfaced: set[tuple[str, str]] = field(default_factory=set)
     """(item id, token or "deleted") of every write a push reported as failed."""
     counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -251,13 +254,22 @@ class Device:
             elif kind == "update" and local is not None:
                 self.table.update({**local, "w": token, "n": local.get("n", 0) + 1})
             elif kind == "delete" and local is not None:
+                unsent = self._queued_insert(item_id)
                 self.table.delete(item_id)
-                token = "deleted"
+                # Deleting its own insert, still queued, cancels both: nothing of the item
+                # is owed to the server, unless that insert reached it (a lost answer).
+                token = "deleted" if not unsent else f"{CANCELLED}{local.get('w')}"
             else:
                 return
         except TableSyncError:
             return  # refused locally (the queue rules): nothing was written
         self.last_write[item_id] = token
+
+    def _queued_insert(self, item_id: str) -> bool:
+        return any(
+            op.item_id == item_id and op.kind.name == "INSERT"
+            for op in self.client.pending_operations
+        )
 
     def push(self, network: Network) -> None:
         before = {op.id: op for op in self.client.pending_operations}
@@ -419,5 +431,12 @@ def _check_final(network: Network, team: list[Device], run: int) -> None:
             if token == "deleted":
                 gone = server.get(item_id)
                 assert gone is None or gone["deleted"], f"{device.name}: delete of {item_id} lost"
+            elif token.startswith(CANCELLED):
+                # Another device may have inserted the id since; but if this device's own
+                # insert reached the server, its delete must have followed it there.
+                row = server.get(item_id)
+                inserted = token.removeprefix(CANCELLED)
+                if inserted in accepted and row is not None and row.get("w") == inserted:
+                    assert row["deleted"], f"{device.name}: delete of its insert {inserted} lost"
             else:
                 assert token in accepted, f"{device.name}: write {token} of {item_id} vanished"
