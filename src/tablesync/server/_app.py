@@ -26,7 +26,13 @@ from ._compression import CompressionMiddleware
 from ._config import ServerConfig, Table, resolve_tables
 from ._endpoints import Endpoints
 from ._engine import limit_statements, make_engine
-from ._errors import HTTPError, error_response, handle_http_error, handle_unexpected
+from ._errors import (
+    HTTPError,
+    database_message,
+    error_response,
+    handle_http_error,
+    handle_unexpected,
+)
 from ._openapi import openapi_document
 from ._schema import Schema
 from ._service import Settings, TableService
@@ -241,8 +247,7 @@ async def _database_unavailable(_request: Request, exc: Exception) -> Response:
 
 
 async def _data_error(_request: Request, exc: Exception) -> Response:
-    message = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-    return error_response(400, f"The database rejected the request: {message}")
+    return error_response(400, f"The database rejected the request: {database_message(exc)}")
 
 
 def _exception_handlers() -> dict[Any, Any]:

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import dumps
 from ._endpoints import Endpoints
-from ._errors import BadRequest, HTTPError, PayloadTooLarge, logger
+from ._errors import BadRequest, HTTPError, PayloadTooLarge, database_message, logger
 from ._paging import origin
 from ._replies import Reply
 from ._request import api_version, checked_id, include_deleted, parse_json, preconditions
@@ -143,8 +143,8 @@ class BatchEndpoint:
         except HTTPError as exc:
             return _error_reply(exc.status_code, exc.message, exc.detail), False
         except sa.exc.DataError as exc:
-            message = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-            return _error_reply(400, f"The database rejected the request: {message}"), False
+            message = f"The database rejected the request: {database_message(exc)}"
+            return _error_reply(400, message), False
         except (sa.exc.OperationalError, sa.exc.TimeoutError):
             return _error_reply(503, "The database is busy or unavailable; retry shortly"), True
         except Exception:

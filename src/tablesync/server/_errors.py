@@ -91,6 +91,11 @@ class ServiceUnavailable(HTTPError):
     status_code = 503
 
 
+def database_message(exc: Exception) -> str:
+    """The first line of a database error's own message (at most 200 characters), for a 400."""
+    return str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+
+
 def error_response(
     status: int,
     message: str,

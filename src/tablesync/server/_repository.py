@@ -237,7 +237,7 @@ def insert_rows(
     rows: the caller decides what then.
     """
     stored: dict[str, Row] = {}
-    for columns, chunk in _chunks(table, conn.dialect, rows):
+    for columns, chunk in _chunks(conn.dialect, rows):
         plan = _insert_plan(conn, table, columns, len(chunk))
         if plan is None:
             for values in chunk:
@@ -255,15 +255,20 @@ _SQLITE_PARAMETERS = 999
 
 
 def _chunks(
-    table: sa.Table, dialect: sa.Dialect, rows: Sequence[dict[str, Any]]
+    dialect: sa.Dialect, rows: Sequence[dict[str, Any]]
 ) -> list[tuple[frozenset[str], list[dict[str, Any]]]]:
-    """``rows`` cut into runs of one set of columns, in order, each small enough to send."""
+    """``rows`` cut into runs of one set of columns, in order, each small enough to send.
+
+    Only SQLite limits the parameters of a statement; PostgreSQL's values are bound on the
+    client, into the text.
+    """
     chunks: list[tuple[frozenset[str], list[dict[str, Any]]]] = []
     for values in rows:
         columns = frozenset(values)
-        limit = max(1, _SQLITE_PARAMETERS // len(columns)) if dialect.name == "sqlite" else 1000
-        if chunks and chunks[-1][0] == columns and len(chunks[-1][1]) < limit:
-            chunks[-1][1].append(values)
+        limit = max(1, _SQLITE_PARAMETERS // len(columns)) if dialect.name == "sqlite" else None
+        last = chunks[-1] if chunks else None
+        if last and last[0] == columns and (limit is None or len(last[1]) < limit):
+            last[1].append(values)
         else:
             chunks.append((columns, [values]))
     return chunks

@@ -30,6 +30,7 @@ from ._errors import (
     NotFound,
     ServiceUnavailable,
     UnprocessableEntity,
+    database_message,
     logger,
 )
 from ._idempotency import BatchKeys, Expiry, SingleKeys, StoredResponse
@@ -793,8 +794,7 @@ def _item_write(action: Action, conn: Connection, state: TableState) -> tuple[Re
     try:
         return action(conn, state)
     except sa.exc.IntegrityError as exc:
-        message = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-        raise BadRequest(f"The database rejected the item: {message}") from exc
+        raise BadRequest(f"The database rejected the item: {database_message(exc)}") from exc
 
 
 def _event(
