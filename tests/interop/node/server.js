@@ -101,7 +101,12 @@ function main() {
     // The SDK keeps one cached connection per filename; this is the same object it writes through.
     const db = new sqlite3.cached.Database(args.db);
     // A test peer needs no durability; skipping fsync makes each write several times faster.
-    db.run('PRAGMA synchronous = OFF');
+    // Set before the SDK's first statement (below): SQLite refuses to change it inside a
+    // transaction, and sent unawaited it sometimes landed in the SDK's schema transaction
+    // and crashed the server ("Safety level may not be changed inside a transaction").
+    const durabilityOff = new Promise((resolve, reject) => {
+        db.run('PRAGMA synchronous = OFF', (err) => (err ? reject(err) : resolve()));
+    });
     app.post('/_interop/bulk/:table', express.json({ limit: '20mb' }), (req, res) => {
         bulkInsert(db, req.params.table, req.body, res);
     });
@@ -110,7 +115,7 @@ function main() {
             (err) => res.status(500).json({ error: String(err && err.message || err) }));
     });
     app.use(mobile);
-    mobile.tables.initialize().then(() => {
+    durabilityOff.then(() => mobile.tables.initialize()).then(() => {
         const server = app.listen(args.port, '127.0.0.1', () => {
             process.stdout.write('ready ' + server.address().port + '\n');
         });
