@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -373,7 +374,125 @@ def _pg_stored(url: str) -> dict[str, int]:
     return {**{row[0]: row[1] for row in rows}, "clock": int(clock)}
 
 
-def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
+def _pg_transactions(url: str, ids: Sequence[str]) -> int:
+    """How many transactions wrote the rows ``ids`` last (PostgreSQL's ``xmin``)."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(DISTINCT xmin::text) FROM todo WHERE id = ANY(:ids)"),
+                    {"ids": list(ids)},
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def _record_client_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every query sent through a psycopg ``ClientCursor`` (values bound into the text)."""
+    import psycopg
+
+    sent: list[str] = []
+    execute = psycopg.ClientCursor.execute
+
+    def recorded(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.ClientCursor, "execute", recorded)
+    return sent
+
+
+def _one_trip(query: str) -> bool:
+    query = " ".join(query.split())
+    return query.startswith("BEGIN; WITH tablesync_stamps AS (UPDATE tablesync_clock SET") and (
+        query.endswith("; COMMIT")
+    )
+
+
+def test_postgres_inserts_of_a_group_go_with_their_begin_and_commit_in_one_query(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _pg_app(postgres_url)
+    commits = _count_commits(app)
+    statements = _clock_statements(app)
+    sent = _record_client_queries(monkeypatch)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:  # the first write starts the app's pool
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+        sent.clear()
+        return [first, *await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, 12)])]
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert [reply.status_code for reply in replies] == [201] * 12
+    groups = [query for query in sent if _one_trip(query)]
+    assert 1 <= len(groups) < 11 / 2 and len(groups) == len(sent), sent
+    # Nothing through SQLAlchemy: no transaction of its own, no clock statement of its own.
+    assert commits[0] == 0 and statements == []
+    assert _pg_transactions(postgres_url, [f"w{n}" for n in range(1, 12)]) == len(groups)
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(12)}, "clock": stamps[-1]}
+    assert all(reply.headers["ETag"] == f'"{reply.json()["version"]}"' for reply in replies)
+
+
+def _pg_execute(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute(sql)
+
+
+def _pg_group_after(app: Any, url: str, sql: str, count: int) -> list[httpx.Response]:
+    """``w0`` inserted alone; then ``sql`` run on the database; then ``count`` inserts at once."""
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+            assert first.status_code == 201
+        _pg_execute(url, sql)
+        return await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, count + 1)])
+
+    try:
+        return asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+
+def test_postgres_inserts_in_one_query_stamp_past_a_clock_ahead_of_now(postgres_url: str) -> None:
+    ahead = int(time.time() * 1000) + 3_600_000
+    sql = f"UPDATE tablesync_clock SET last_ms = {ahead} WHERE table_name = 'todo'"
+    replies = _pg_group_after(_pg_app(postgres_url), postgres_url, sql, 4)
+
+    assert [reply.status_code for reply in replies] == [201] * 4
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == [ahead + n for n in range(1, 5)]  # the clock's next four, in order
+    assert _pg_stored(postgres_url)["clock"] == ahead + 4
+
+
+def test_postgres_inserts_in_one_query_find_their_clock_row_missing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _record_client_queries(monkeypatch)
+    sql = "DELETE FROM tablesync_clock WHERE table_name = 'todo'"
+    replies = _pg_group_after(_pg_app(postgres_url), postgres_url, sql, 4)
+
+    # The query stamped nothing (no clock row) and failed on the NULL stamps; the inserts
+    # then ran in a transaction, which starts the clock row again.
+    assert [reply.status_code for reply in replies] == [201] * 4
+    assert any(_one_trip(query) for query in sent)
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(5)}, "clock": stamps[-1]}
+
+
+def test_postgres_updates_of_a_table_commit_together_under_its_clock_lock(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import psycopg
@@ -392,20 +511,25 @@ def test_postgres_writes_of_a_table_commit_together_under_its_clock_lock(
     monkeypatch.setattr(psycopg.Connection, "execute", recorded)
 
     async def main() -> list[httpx.Response]:
-        async with _client(app) as client:  # the first write starts the app's pool
-            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
-        commits[0] = 0
-        statements.clear()
-        sent.clear()
-        return [first, *await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, 12)])]
+        async with _client(app) as client:
+            for n in range(12):
+                created = await client.post("/tables/todo", json={"id": f"w{n}"}, headers=V3)
+                assert created.status_code == 201
+            commits[0] = 0
+            statements.clear()
+            sent.clear()
+            patches = [
+                client.patch(f"/tables/todo/w{n}", json={"n": n}, headers=V3) for n in range(12)
+            ]
+            return list(await asyncio.gather(*patches))
 
     try:
         replies = asyncio.run(main())
     finally:
         app.state.tablesync.schema.engine.dispose()
 
-    assert [reply.status_code for reply in replies] == [201] * 12
-    assert commits[0] < 11 / 2
+    assert [reply.status_code for reply in replies] == [200] * 12
+    assert 1 <= commits[0] < 12 / 2
     # Per group: the lock up front; no UPDATE per write; the write-back in the COMMIT's query.
     assert statements.count("SELECT") == commits[0] and statements.count("UPDATE") == 0
     commits_sent = [query for query in sent if query.endswith("COMMIT")]
@@ -436,12 +560,17 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
                 batch.connection().exec_driver_sql("SELECT 1 / 0")
         return insert_together(inserts, batch, outcomes)
 
+    def failing_insert_committed(*_args: Any) -> Any:
+        # The inserts' one round trip fails (nothing written): they run in a transaction.
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
             assert first.status_code == 201
         monkeypatch.setattr(service, "_write", aborting_write)
         monkeypatch.setattr(service, "_insert_together", aborting_insert_together)
+        monkeypatch.setattr(repo, "insert_committed", failing_insert_committed)
         bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
         return await _post_all(app, bodies)
 
@@ -456,41 +585,69 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
     assert {key for key in stored if key != "clock"} == {"w0"}
 
 
-def test_postgres_writes_arriving_while_a_group_waits_for_the_clock_join_it(
-    postgres_url: str,
-) -> None:
+async def _while_clock_row_is_held(
+    app: Any, url: str, send: Callable[[httpx.AsyncClient, int], Any]
+) -> list[httpx.Response]:
+    """``send(client, n)`` for n = 1..5, one by one, while another process holds the clock."""
     import psycopg
 
-    app = _pg_app(postgres_url)
-    commits = _count_commits(app)
+    async with _client(app) as client:
+        first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+        with psycopg.connect(url) as other:
+            other.execute(
+                "SELECT last_ms FROM tablesync_clock WHERE table_name = 'todo' FOR UPDATE"
+            )
+            writes = []
+            for n in range(1, 6):
+                writes.append(asyncio.ensure_future(send(client, n)))
+                await asyncio.sleep(0.02)  # arriving one by one, while the group waits
+            other.commit()
+        return [first, *[await write for write in writes]]
 
-    async def main() -> list[httpx.Response]:
-        async with _client(app) as client:
-            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
-            commits[0] = 0
-            # Another process holds the table's clock row: the next group waits for it.
-            with psycopg.connect(postgres_url) as other:
-                other.execute(
-                    "SELECT last_ms FROM tablesync_clock WHERE table_name = 'todo' FOR UPDATE"
-                )
-                writes = []
-                for n in range(1, 6):
-                    post = client.post("/tables/todo", json={"id": f"w{n}", "n": n}, headers=V3)
-                    writes.append(asyncio.ensure_future(post))
-                    await asyncio.sleep(0.02)  # arriving one by one, while the group waits
-                other.commit()
-            return [first, *[await write for write in writes]]
+
+def test_postgres_inserts_arriving_while_a_group_waits_for_the_clock_form_the_next(
+    postgres_url: str,
+) -> None:
+    app = _pg_app(postgres_url)
+
+    def insert(client: httpx.AsyncClient, n: int) -> Any:
+        return client.post("/tables/todo", json={"id": f"w{n}", "n": n}, headers=V3)
 
     try:
-        replies = asyncio.run(main())
+        replies = asyncio.run(_while_clock_row_is_held(app, postgres_url, insert))
     finally:
         app.state.tablesync.schema.engine.dispose()
 
     assert [reply.status_code for reply in replies] == [201] * 6
-    assert commits[0] == 1  # w1 waited for the clock row; w2-w5 joined it meanwhile
+    # w1 waited for the clock row alone, in its one query; w2-w5 then went in one more.
+    assert _pg_transactions(postgres_url, ["w1"]) == 1
+    assert _pg_transactions(postgres_url, [f"w{n}" for n in range(1, 6)]) == 2
     stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
     assert stamps == sorted(set(stamps))
     assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(6)}, "clock": stamps[-1]}
+
+
+def test_postgres_writes_arriving_while_a_group_waits_for_the_clock_join_it(
+    postgres_url: str,
+) -> None:
+    app = _pg_app(postgres_url)
+    commits = _count_commits(app)
+
+    def update(client: httpx.AsyncClient, n: int) -> Any:
+        if n == 1:
+            commits[0] = 0
+        return client.patch("/tables/todo/w0", json={"n": n}, headers=V3)
+
+    try:
+        replies = asyncio.run(_while_clock_row_is_held(app, postgres_url, update))
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    assert [reply.status_code for reply in replies] == [201] + [200] * 5
+    assert commits[0] == 1  # the first update waited for the clock row; the rest joined it
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _pg_stored(postgres_url) == {"w0": 5, "clock": stamps[-1]}
 
 
 def test_replies_are_rendered_after_their_group_commits(

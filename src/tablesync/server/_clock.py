@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from ._engine import can_defer, client_cursor, defer, execute_on_driver, for_client_binding
 from ._schema import CLOCK
@@ -198,6 +199,38 @@ def _advance(dialect: str, returning: bool) -> sa.Update:
     where = CLOCK.c.table_name == sa.bindparam("clock_key", type_=sa.String)
     update = CLOCK.update().where(where).values(last_ms=advance)
     return update.returning(CLOCK.c.last_ms) if returning else update
+
+
+@functools.cache
+def advancing() -> sa.CTE:
+    """The clock row advanced by ``clock_n`` stamps, as a CTE of the statement that uses them.
+
+    Its one row's ``first_ms`` is the first of the stamps ``first_ms .. first_ms + n - 1``,
+    the ones ``n`` calls of ``next_stamp`` would have taken at ``clock_now``. The UPDATE locks
+    the row until the transaction ends, as ``next_stamp`` does (PostgreSQL). No row where the
+    clock row is missing: a stamp computed from it is then NULL, which the item tables refuse.
+    """
+    count = sa.bindparam("clock_n", type_=sa.BigInteger)
+    now = sa.bindparam("clock_now", type_=sa.BigInteger)
+    key = sa.bindparam("clock_key", type_=sa.String)
+    one = sa.literal_column("1", sa.BigInteger)  # a literal: the statement's only binds are named
+    last = sa.func.greatest(CLOCK.c.last_ms + count, now + count - one, type_=sa.BigInteger)
+    return (
+        CLOCK.update()
+        .where(CLOCK.c.table_name == key)
+        .values(last_ms=last)
+        .returning((CLOCK.c.last_ms - count + one).label("first_ms"))
+        .cte("tablesync_stamps")
+    )
+
+
+def advanced_stamp(stamps: sa.CTE, offset: int) -> ColumnElement[Any]:
+    """The stamp ``offset`` after the first of ``stamps`` (``advancing``), as a timestamp."""
+    first = sa.select(stamps.c.first_ms).scalar_subquery()
+    millis = first + sa.literal_column(str(int(offset)), sa.BigInteger)
+    return sa.literal_column("TIMESTAMPTZ 'epoch'", sa.DateTime(timezone=True)) + (
+        millis * sa.literal_column("INTERVAL '1 millisecond'", sa.Interval)
+    )
 
 
 @functools.cache

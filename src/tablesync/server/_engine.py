@@ -284,7 +284,7 @@ def client_cursor(conn: sa.Connection) -> psycopg.ClientCursor[Any]:
     return psycopg.ClientCursor(dbapi_connection)
 
 
-def can_defer(conn: sa.Connection) -> bool:
+def can_defer(conn: sa.Connection | Engine) -> bool:
     """Whether ``defer`` works on ``conn``: one of a ``writer`` engine on psycopg 3."""
     return bool(getattr(conn.engine, _DEFERRING, False))
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from ._clock import new_version, next_stamp
+from ._clock import advanced_stamp, advancing, new_version, next_stamp, now_ms
 from ._engine import (
     can_defer,
     client_cursor,
@@ -215,13 +215,12 @@ def insert(
 
 def new_row(values: dict[str, Any], stamp: dt.datetime) -> dict[str, Any]:
     """The row an insert of ``values`` stores: the system columns set by the server."""
-    return {
-        **values,
-        "createdAt": stamp,
-        "updatedAt": stamp,
-        "version": new_version(),
-        "deleted": False,
-    }
+    return {**unstamped_row(values), "createdAt": stamp, "updatedAt": stamp}
+
+
+def unstamped_row(values: dict[str, Any]) -> dict[str, Any]:
+    """``new_row`` but for its stamps, which ``insert_committed`` takes in SQL."""
+    return {**values, "version": new_version(), "deleted": False}
 
 
 def insert_rows(
@@ -248,6 +247,43 @@ def insert_rows(
         for row in plan.run(conn, chunk):
             stored[row["id"]] = row
     return stored
+
+
+def insert_committed(
+    conn: Connection, table: sa.Table, clock_key: str, rows: Sequence[dict[str, Any]]
+) -> dict[str, Row] | None:
+    """Insert ``rows`` (``unstamped_row``), stamped, and commit, all in one round trip.
+
+    PostgreSQL through psycopg, on a connection in autocommit (``None`` elsewhere: the
+    caller then runs the rows in a transaction of its own). One query carries ``BEGIN``, one
+    statement per set of columns that stamps its rows from the table's clock row (a
+    ``_clock.advancing`` CTE) and inserts them, and ``COMMIT``: a group commit's inserts
+    then hold the clock row, which the other processes' writers of the table wait for, for
+    the database's own work alone, not for four round trips and the Python between them
+    (docs/benchmarks.md). Ids are taken as in ``insert_rows``; the stored rows by id. A
+    statement that fails undoes them all (raised as SQLAlchemy raises it): nothing
+    was written.
+    """
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return None
+    plans = [
+        (_one_trip_insert(table, conn.dialect, columns, len(chunk), stamped=True), chunk)
+        for columns, chunk in _chunks(conn.dialect, rows)
+    ]
+    if any(plan is None for plan, _ in plans):
+        return None
+    first = plans[0][0]
+    assert first is not None
+    now = now_ms()
+    with client_cursor(conn) as cursor:
+        queries = [
+            first.bound(conn, cursor, plan.sql, plan.params(chunk, clock_key, now))
+            for plan, chunk in plans
+            if plan is not None
+        ]
+        sql = "BEGIN; " + "".join(f"{query}; " for query in queries) + "COMMIT"
+        found = first.send(conn, cursor, sql, rollback=True)
+    return {row["id"]: row for row in found}
 
 
 #: At most this many parameters in one SQLite statement (SQLite's limit before 3.32).
@@ -309,7 +345,7 @@ def _insert_plan(
     if conn.dialect.name == "sqlite":
         return _sqlite_insert(table, conn.dialect, columns, rows)
     if conn.dialect.name == "postgresql" and can_defer(conn):
-        return _one_trip_insert(table, conn.dialect, columns, rows)
+        return _one_trip_insert(table, conn.dialect, columns, rows, stamped=False)
     return None
 
 
@@ -356,7 +392,7 @@ def _sqlite_insert(
     table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int
 ) -> _SQLiteInsert | None:
     """The insert of ``rows`` rows of ``columns``; ``None`` where SQLAlchemy must send it."""
-    compiled = _compiled_insert(table, dialect, columns, rows)
+    compiled = _compiled_insert(table, dialect, columns, rows, stamped=False)
     order = None if compiled is None else compiled.positiontup
     if order is None or sorted(order) != sorted(compiled.binds):
         return None  # a positional parameter for each value, once
@@ -387,37 +423,67 @@ class _OneTripInsert:
     table: sa.Table
     #: ``psycopg.Error`` (psycopg is an optional dependency).
     error: type[Exception]
+    #: Whether the rows' stamps come from the clock in the statement (``insert_committed``).
+    stamped: bool = False
     #: Each result column's name and processor, known from the first result's types.
     results: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None = None
 
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Row]:
+    def params(
+        self, rows: Sequence[dict[str, Any]], clock_key: str = "", now: int = 0
+    ) -> dict[str, Any]:
+        """The statement's parameters for ``rows``; with the clock's for a stamped one."""
         params = {
             parameter: value if process is None else process(value)
             for name, parameters, process in self.binds
             for parameter, values in zip(parameters, rows, strict=True)
             for value in (values[name],)
         }
-        sql = self.sql
+        if self.stamped:
+            params.update(clock_key=clock_key, clock_n=len(rows), clock_now=now)
+        return params
+
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Row]:
+        """Insert ``rows`` in ``conn``'s transaction, after the statements it held back."""
         with client_cursor(conn) as cursor:
-            try:
-                # Bound on the client first: a value psycopg refuses (a NUL character) fails
-                # here, before anything is sent, so the held-back savepoint stays unsent and
-                # the write's rollback knows there is nothing to roll back to.
-                query = cursor.mogrify(sql, params)
-                sql = take_deferred(conn) + query
-                cursor.execute(sql)  # no parameters: sent as it is
-                while cursor.description is None and cursor.nextset():
-                    pass  # past the savepoint's results to the insert's
-                found = cursor.fetchall()
-                results = self.results
-                if results is None:
-                    results = self.results = self._result_processors(
-                        conn.dialect, cursor.description
-                    )
-            except self.error as exc:
-                raise sa.exc.DBAPIError.instance(
-                    sql, params, exc, self.error, dialect=conn.dialect
-                ) from exc
+            # Bound on the client first: a value psycopg refuses (a NUL character) fails
+            # here, before anything is sent, so the held-back savepoint stays unsent and
+            # the write's rollback knows there is nothing to roll back to.
+            query = self.bound(conn, cursor, self.sql, self.params(rows))
+            return self.send(conn, cursor, take_deferred(conn) + query)
+
+    def bound(self, conn: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> str:
+        """``sql`` with ``params`` bound by psycopg (a refused value raised as SQLAlchemy would)."""
+        try:
+            return str(cursor.mogrify(sql, params))
+        except self.error as exc:
+            raise sa.exc.DBAPIError.instance(
+                sql, {}, exc, self.error, dialect=conn.dialect
+            ) from exc
+
+    def send(self, conn: Connection, cursor: Any, sql: str, *, rollback: bool = False) -> list[Row]:
+        """Run ``sql`` (bound) and return the rows of its inserts, processed.
+
+        With ``rollback``, a failure is followed by a ``ROLLBACK`` (``sql`` began a
+        transaction of its own on a connection in autocommit).
+        """
+        found: list[Any] = []
+        try:
+            cursor.execute(sql)  # no parameters: sent as it is
+            while True:
+                if cursor.description is not None:
+                    found.extend(cursor.fetchall())
+                    if self.results is None:
+                        self.results = self._result_processors(conn.dialect, cursor.description)
+                if not cursor.nextset():
+                    break
+        except self.error as exc:
+            if rollback:
+                with contextlib.suppress(self.error):
+                    cursor.execute("ROLLBACK")
+            raise sa.exc.DBAPIError.instance(
+                sql, {}, exc, self.error, dialect=conn.dialect
+            ) from exc
+        results = self.results or ()
         return [
             {
                 name: value if process is None else process(value)
@@ -437,12 +503,12 @@ class _OneTripInsert:
 
 @functools.lru_cache(maxsize=1024)
 def _one_trip_insert(
-    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int
+    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int, *, stamped: bool
 ) -> _OneTripInsert | None:
     """The insert of ``rows`` rows of ``columns``; ``None`` where SQLAlchemy must send it."""
     import psycopg  # the driver of the connections that get here (``_insert_plan``)
 
-    compiled = _compiled_insert(table, dialect, columns, rows)
+    compiled = _compiled_insert(table, dialect, columns, rows, stamped=stamped)
     if compiled is None:
         return None
     return _OneTripInsert(
@@ -457,28 +523,37 @@ def _one_trip_insert(
         ),
         table,
         psycopg.Error,
+        stamped,
     )
 
 
 def _compiled_insert(
-    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int
+    table: sa.Table, dialect: sa.Dialect, columns: frozenset[str], rows: int, *, stamped: bool
 ) -> Any:
     """``_insert_statement`` of ``rows`` rows of ``columns``, compiled to send past SQLAlchemy.
 
-    Each value is a parameter named by ``_parameter``. ``None`` where SQLAlchemy must send
-    it: names that need escaping.
+    Each value is a parameter named by ``_parameter``. ``stamped``: the rows' ``createdAt``
+    and ``updatedAt`` are taken from the table's clock in the statement (``_clock.advancing``,
+    parameters ``clock_key``, ``clock_n`` and ``clock_now``). ``None`` where SQLAlchemy must
+    send it: names that need escaping.
     """
-    stmt = _insert_statement(table, dialect.name).values(
-        [
-            {
-                name: sa.bindparam(_parameter(name, row), type_=table.c[name].type)
-                for name in sorted(columns)
-            }
-            for row in range(rows)
-        ]
-    )
+    stamps = advancing() if stamped else None
+    values = []
+    for row in range(rows):
+        value: dict[str, Any] = {
+            name: sa.bindparam(_parameter(name, row), type_=table.c[name].type)
+            for name in sorted(columns)
+        }
+        if stamps is not None:
+            value["createdAt"] = value["updatedAt"] = advanced_stamp(stamps, row)
+        values.append(value)
+    stmt = _insert_statement(table, dialect.name).values(values)
+    if stamps is not None:
+        stmt = stmt.add_cte(stamps)
     compiled = stmt.compile(dialect=dialect)
     expected = {_parameter(name, row) for name in columns for row in range(rows)}
+    if stamps is not None:
+        expected |= {"clock_key", "clock_n", "clock_now"}
     if compiled.escaped_bind_names or set(compiled.binds) != expected:
         return None
     return compiled

@@ -311,11 +311,15 @@ class PreparedInsert:
             raise BadRequest(f"The id {self.values['id']!r} is not available")
         return item_reply(status, self.state, row, self.req.version, self.req.request)
 
-    def stored(self, conn: Connection, row: repo.Row | None) -> Reply | Exception:
-        """The outcome of this insert run with others: ``row`` is its own, or ``None``."""
+    def stored(self, conn: Connection | None, row: repo.Row | None) -> Reply | Exception:
+        """The outcome of this insert run with others: ``row`` is its own, or ``None``.
+
+        ``conn`` reads the row that holds the id when ``row`` is ``None``.
+        """
         try:
             if row is not None:
                 return self.reply(201, row)
+            assert conn is not None, "a conflict's row is read on a connection"
             return self.reply(409, repo.read_row(conn, self.state, self.seen(), self.values["id"]))
         except HTTPError as exc:
             return exc
@@ -414,22 +418,32 @@ class TableService:
         outcomes: list[Reply | Exception] = []
         batch = self.batch(tables=(table,))
         inserts: list[PreparedInsert] = []
+        # PostgreSQL: a group that starts with inserts sends them in one round trip with
+        # their BEGIN and COMMIT (``_insert_committed``), so it takes the writes waiting
+        # now instead of opening its transaction first.
+        in_one_trip = can_defer(self.schema.writer)
         try:
             for write in writes:
                 if self._can_share_statement(write, inserts):
                     inserts.append(write)
                     # Open the transaction before taking the next write: the writes that
                     # arrive while it waits for the table's clock row then join.
-                    if len(inserts) == 1 and not _opened(batch, outcomes):
+                    if len(inserts) == 1 and not in_one_trip and not _opened(batch, outcomes):
                         break
                     continue
+                if inserts and in_one_trip:
+                    self._insert_committed(inserts, batch, outcomes)
+                    break  # ``write`` was taken but not run: it goes to the next group
+                in_one_trip = False
                 if inserts and not self._insert_together(inserts, batch, outcomes):
                     break  # ``write`` was taken but not run: it goes to the next group
                 inserts = []
                 if not _attempt(write, batch, outcomes):
                     break
             else:
-                if inserts:
+                if inserts and in_one_trip:
+                    self._insert_committed(inserts, batch, outcomes)
+                elif inserts:
                     self._insert_together(inserts, batch, outcomes)
             batch.commit()
         finally:
@@ -487,6 +501,57 @@ class TableService:
             found = stored.pop(row["id"], None)
             outcomes.append(insert.stored(conn, found))
         return True
+
+    def _insert_committed(
+        self, inserts: list[PreparedInsert], batch: WriteBatch, outcomes: list[Reply | Exception]
+    ) -> None:
+        """Run ``inserts`` of one table and commit them, in one round trip (PostgreSQL).
+
+        See ``repo.insert_committed``: the rows are stamped by the database, from the
+        table's clock row, which the group then holds for the database's work alone.
+        Outcomes as :meth:`_insert_together`'s; the rows that hold the ids of 409s are read
+        after the commit. Where the database refused a value (or found the clock row
+        missing), nothing was written, and the inserts run as :meth:`_insert_together` runs
+        them, in ``batch``, to find whose it was. Any other failure (the connection lost,
+        the statement timeout) is every insert's outcome: whether the COMMIT happened may be
+        unknown, so they are not run again.
+        """
+        state = inserts[0].state
+        rows = [repo.unstamped_row(insert.values) for insert in inserts]
+        try:
+            with self.schema.writer.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                stored = repo.insert_committed(conn, state.table, state.config.key, rows)
+        except (sa.exc.IntegrityError, sa.exc.DataError):
+            stored = None  # the server refused a statement: it skipped the COMMIT
+        except Exception as exc:
+            outcomes.extend([exc] * len(inserts))
+            return
+        if stored is None:
+            self._insert_together(inserts, batch, outcomes)
+            return
+        outcomes.extend(self._answers(inserts, [stored.pop(row["id"], None) for row in rows]))
+
+    def _answers(
+        self, inserts: list[PreparedInsert], found: list[repo.Row | None]
+    ) -> list[Reply | Exception]:
+        """The outcomes of committed ``inserts``, given the row each stored (or ``None``).
+
+        A 409's row is read now, after the commit; a failure of that read is that insert's
+        outcome (it was not written, and the client's retry will tell it so again).
+        """
+        if all(row is not None for row in found):
+            return [insert.stored(None, row) for insert, row in zip(inserts, found, strict=True)]
+        try:
+            with self.schema.reader.connect() as conn:
+                return [
+                    insert.stored(conn, row) for insert, row in zip(inserts, found, strict=True)
+                ]
+        except Exception as exc:  # the database went away: the rows written are still so
+            return [
+                insert.reply(201, row) if row is not None else exc
+                for insert, row in zip(inserts, found, strict=True)
+            ]
 
     def _write(
         self,
