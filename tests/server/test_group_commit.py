@@ -389,18 +389,23 @@ def _pg_transactions(url: str, ids: Sequence[str]) -> int:
         engine.dispose()
 
 
-def _record_client_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every query sent through a psycopg ``ClientCursor`` (values bound into the text)."""
+def _record_queries(monkeypatch: pytest.MonkeyPatch, sender: Any = None) -> list[str]:
+    """Every query sent by ``sender``'s ``execute``, past SQLAlchemy.
+
+    By default psycopg's ``ClientCursor`` (values bound into the text); psycopg's
+    ``Connection`` sends what was held back (``_engine.commit_deferred``).
+    """
     import psycopg
 
+    sender = sender or psycopg.ClientCursor
     sent: list[str] = []
-    execute = psycopg.ClientCursor.execute
+    execute = sender.execute
 
     def recorded(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         sent.append(str(query))
         return execute(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.ClientCursor, "execute", recorded)
+    monkeypatch.setattr(sender, "execute", recorded)
     return sent
 
 
@@ -417,7 +422,7 @@ def test_postgres_inserts_of_a_group_go_with_their_begin_and_commit_in_one_query
     app = _pg_app(postgres_url)
     commits = _count_commits(app)
     statements = _clock_statements(app)
-    sent = _record_client_queries(monkeypatch)
+    sent = _record_queries(monkeypatch)
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:  # the first write starts the app's pool
@@ -479,7 +484,7 @@ def test_postgres_inserts_in_one_query_stamp_past_a_clock_ahead_of_now(postgres_
 def test_postgres_inserts_in_one_query_find_their_clock_row_missing(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent = _record_client_queries(monkeypatch)
+    sent = _record_queries(monkeypatch)
     sql = "DELETE FROM tablesync_clock WHERE table_name = 'todo'"
     replies = _pg_group_after(_pg_app(postgres_url), postgres_url, sql, 4)
 
@@ -500,15 +505,7 @@ def test_postgres_updates_of_a_table_commit_together_under_its_clock_lock(
     app = _pg_app(postgres_url)
     commits = _count_commits(app)
     statements = _clock_statements(app)
-    # Queries sent on the driver's connection itself, past SQLAlchemy.
-    sent: list[str] = []
-    execute = psycopg.Connection.execute
-
-    def recorded(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query))
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Connection, "execute", recorded)
+    sent = _record_queries(monkeypatch, psycopg.Connection)
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
