@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -495,6 +496,80 @@ def test_postgres_inserts_in_one_query_find_their_clock_row_missing(
     stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
     assert stamps == sorted(set(stamps))
     assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(5)}, "clock": stamps[-1]}
+
+
+def test_postgres_inserts_in_one_query_that_time_out_are_not_run_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    app = create_app(
+        postgres_url,
+        tables=[Table("todo", columns={"n": "integer"})],
+        statement_timeout=dt.timedelta(milliseconds=300),
+    )
+    sent = _record_queries(monkeypatch)
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+            assert first.status_code == 201
+            # Another process holds the clock row past the statement timeout.
+            with psycopg.connect(postgres_url) as other:
+                other.execute(
+                    "SELECT last_ms FROM tablesync_clock WHERE table_name = 'todo' FOR UPDATE"
+                )
+                posts = [
+                    client.post("/tables/todo", json={"id": f"w{n}", "n": n}, headers=V3)
+                    for n in (1, 2, 3)
+                ]
+                replies = list(await asyncio.gather(*posts))
+                other.commit()
+            return replies
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    # Cancelled, the query may or may not have committed, as far as the server can tell:
+    # each insert answers 503, and none runs again (a run would wait and time out anew).
+    assert [reply.status_code for reply in replies] == [503] * 3, [r.text for r in replies]
+    groups = [query for query in sent if _one_trip(query)]
+    assert all(sum(f"'w{n}'" in query for query in groups) == 1 for n in (1, 2, 3)), sent
+    assert not any("SAVEPOINT" in query for query in sent), sent
+    assert set(_pg_stored(postgres_url)) == {"w0", "clock"}
+
+
+def test_postgres_inserts_whose_query_was_lost_after_its_commit_are_not_run_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _pg_app(postgres_url)
+    insert_committed = repo.insert_committed
+
+    def lost_reply(*args: Any) -> Any:
+        insert_committed(*args)  # committed; then the connection goes before the answer
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    async def main() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
+            assert first.status_code == 201
+        monkeypatch.setattr(repo, "insert_committed", lost_reply)
+        return await _post_all(app, [{"id": f"w{n}", "n": n} for n in (1, 2, 3)])
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        app.state.tablesync.schema.engine.dispose()
+
+    # Run again, they would answer 409 with their own rows: the client would take its
+    # write for a conflict. A 503 makes it retry, and the retry finds the row stored.
+    assert [reply.status_code for reply in replies] == [503] * 3, [r.text for r in replies]
+    assert _pg_stored(postgres_url) == {
+        **{f"w{n}": n for n in range(4)},
+        "clock": _pg_stored(postgres_url)["clock"],
+    }
 
 
 def test_postgres_updates_of_a_table_commit_together_under_its_clock_lock(
