@@ -410,7 +410,9 @@ class TableService:
         savepoint; a write that fails with an error of its own (a 4xx, a value the database
         rejects) has its savepoint rolled back, as alone it would have had its transaction,
         and the next write runs. Consecutive plain inserts of one table instead share one
-        statement (:meth:`_insert_together`). Any other failure (the database busy or
+        statement (:meth:`_insert_together`); on PostgreSQL a group that starts with them
+        sends them with their BEGIN and COMMIT in one query (:meth:`_insert_committed`) and
+        ends before the first write of another kind. Any other failure (the database busy or
         broken, a bug) may leave the transaction in doubt: the group stops there and
         commits the writes before it; the rest run in a new group. A failed commit raises:
         none of the group's writes happened.
