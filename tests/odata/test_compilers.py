@@ -134,6 +134,10 @@ FILTERS = [
     pytest.param("(id eq 'id-042') gt false", id="condition-gt-false"),
     pytest.param("((null and null) gt true) or year eq 1994", id="constant-condition-gt-true"),
     pytest.param("((not (rating eq 'R')) in (null)) or year eq 1994", id="not-condition-in-null"),
+    # A function's argument keeps its grouping where the function is an operator: SQLite
+    # read the negation of indexof(...) = instr(...) - 1 as 0 - instr(...) - 1.
+    pytest.param("0 in (-indexof(title, title)) and year eq 1994", id="negated-indexof"),
+    pytest.param("-indexof(title, 'e') eq -1 and year ge 2000", id="negated-indexof-compared"),
     # A function of null is null, also where its result is a condition (the local store
     # once read contains(null, x) as false).
     pytest.param("contains(null, title) eq null and year eq 1994", id="function-of-null-is-null"),

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -43,7 +44,17 @@ class _Function(FunctionElement[Any]):
     inherit_cache = True
 
     def sql_args(self, compiler: SQLCompiler, **kw: Any) -> list[str]:
-        return [compiler.process(clause, **kw) for clause in self.clauses]
+        """The arguments' SQL, an operation among them in parentheses.
+
+        The templates and compilers here place them beside operators (``0 - {1}``), where
+        ``instr(a, b) - 1`` without its parentheses would lose its grouping. Columns,
+        values and calls stay bare: parentheses at every level of a deep filter overflow
+        SQLite's parser stack.
+        """
+        return [
+            compiler.process(clause.self_group(against=operators.mul), **kw)
+            for clause in self.clauses
+        ]
 
 
 def _template(function: type[_Function], template: str, *dialects: str) -> None:
