@@ -375,6 +375,15 @@ def _pg_stored(url: str) -> dict[str, int]:
     return {**{row[0]: row[1] for row in rows}, "clock": int(clock)}
 
 
+def _assert_stored_in_stamp_order(
+    url: str, replies: Sequence[httpx.Response], stored: dict[str, int]
+) -> None:
+    """Each reply's stamp its own and in order; ``stored`` stored; the clock at the last."""
+    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
+    assert stamps == sorted(set(stamps))
+    assert _pg_stored(url) == {**stored, "clock": stamps[-1]}
+
+
 def _pg_transactions(url: str, ids: Sequence[str]) -> int:
     """How many transactions wrote the rows ``ids`` last (PostgreSQL's ``xmin``)."""
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
@@ -442,9 +451,7 @@ def test_postgres_inserts_of_a_group_go_with_their_begin_and_commit_in_one_query
     # Nothing through SQLAlchemy: no transaction of its own, no clock statement of its own.
     assert commits[0] == 0 and statements == []
     assert _pg_transactions(postgres_url, [f"w{n}" for n in range(1, 12)]) == len(groups)
-    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
-    assert stamps == sorted(set(stamps))
-    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(12)}, "clock": stamps[-1]}
+    _assert_stored_in_stamp_order(postgres_url, replies, {f"w{n}": n for n in range(12)})
     assert all(reply.headers["ETag"] == f'"{reply.json()["version"]}"' for reply in replies)
 
 
@@ -493,9 +500,7 @@ def test_postgres_inserts_in_one_query_find_their_clock_row_missing(
     # then ran in a transaction, which starts the clock row again.
     assert [reply.status_code for reply in replies] == [201] * 4
     assert any(_one_trip(query) for query in sent)
-    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
-    assert stamps == sorted(set(stamps))
-    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(5)}, "clock": stamps[-1]}
+    _assert_stored_in_stamp_order(postgres_url, replies, {f"w{n}": n for n in range(5)})
 
 
 def test_postgres_inserts_in_one_query_that_time_out_are_not_run_again(
@@ -607,9 +612,7 @@ def test_postgres_updates_of_a_table_commit_together_under_its_clock_lock(
     commits_sent = [query for query in sent if query.endswith("COMMIT")]
     assert len(commits_sent) == commits[0], sent
     assert all(query.startswith("UPDATE tablesync_clock SET") for query in commits_sent), sent
-    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
-    assert stamps == sorted(set(stamps))
-    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(12)}, "clock": stamps[-1]}
+    _assert_stored_in_stamp_order(postgres_url, replies, {f"w{n}": n for n in range(12)})
 
 
 def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
@@ -625,16 +628,20 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
             batch.connection().exec_driver_sql("SELECT 1 / 0")
         return write(req, state, operation, action, batch)
 
+    aborted: list[str] = []
+
     def aborting_insert_together(inserts: Any, batch: Any, outcomes: Any) -> Any:
         # The same, where the group's inserts share one statement.
         if any(insert.req.body.get("id") == "aborts" for insert in inserts):
+            aborted.append("together")
             with contextlib.suppress(sa.exc.DBAPIError):
                 batch.connection().exec_driver_sql("SELECT 1 / 0")
         return insert_together(inserts, batch, outcomes)
 
     def failing_insert_committed(*_args: Any) -> Any:
-        # The inserts' one round trip fails (nothing written): they run in a transaction.
-        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+        # The database refuses the inserts' one query (nothing written): they run in a
+        # transaction, to find whose value it was.
+        raise sa.exc.IntegrityError("INSERT", {}, Exception("null value in column"))
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
@@ -653,6 +660,7 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
 
     # Without the check, PostgreSQL's COMMIT would silently roll back "a" after its 201.
     assert [reply.status_code for reply in replies] == [503, 503, 503]
+    assert aborted  # the group's inserts ran in a transaction, which aborted
     stored = _pg_stored(postgres_url)
     assert {key for key in stored if key != "clock"} == {"w0"}
 
@@ -694,9 +702,7 @@ def test_postgres_inserts_arriving_while_a_group_waits_for_the_clock_form_the_ne
     # w1 waited for the clock row alone, in its one query; w2-w5 then went in one more.
     assert _pg_transactions(postgres_url, ["w1"]) == 1
     assert _pg_transactions(postgres_url, [f"w{n}" for n in range(1, 6)]) == 2
-    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
-    assert stamps == sorted(set(stamps))
-    assert _pg_stored(postgres_url) == {**{f"w{n}": n for n in range(6)}, "clock": stamps[-1]}
+    _assert_stored_in_stamp_order(postgres_url, replies, {f"w{n}": n for n in range(6)})
 
 
 def test_postgres_writes_arriving_while_a_group_waits_for_the_clock_join_it(
@@ -717,9 +723,7 @@ def test_postgres_writes_arriving_while_a_group_waits_for_the_clock_join_it(
 
     assert [reply.status_code for reply in replies] == [201] + [200] * 5
     assert commits[0] == 1  # the first update waited for the clock row; the rest joined it
-    stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
-    assert stamps == sorted(set(stamps))
-    assert _pg_stored(postgres_url) == {"w0": 5, "clock": stamps[-1]}
+    _assert_stored_in_stamp_order(postgres_url, replies, {"w0": 5})
 
 
 def test_replies_are_rendered_after_their_group_commits(
