@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -434,18 +435,9 @@ def test_postgres_inserts_of_a_group_go_with_their_begin_and_commit_in_one_query
     statements = _clock_statements(app)
     sent = _record_queries(monkeypatch)
 
-    async def main() -> list[httpx.Response]:
-        async with _client(app) as client:  # the first write starts the app's pool
-            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
-        sent.clear()
-        return [first, *await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, 12)])]
+    replies = _pg_group_after(app, sent.clear, _inserts(11))
 
-    try:
-        replies = asyncio.run(main())
-    finally:
-        app.state.tablesync.schema.engine.dispose()
-
-    assert [reply.status_code for reply in replies] == [201] * 12
+    assert [reply.status_code for reply in replies] == [201] * 11
     groups = [query for query in sent if _one_trip(query)]
     assert 1 <= len(groups) < 11 / 2 and len(groups) == len(sent), sent
     # Nothing through SQLAlchemy: no transaction of its own, no clock statement of its own.
@@ -462,15 +454,17 @@ def _pg_execute(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
-def _pg_group_after(app: Any, url: str, sql: str, count: int) -> list[httpx.Response]:
-    """``w0`` inserted alone; then ``sql`` run on the database; then ``count`` inserts at once."""
+def _pg_group_after(
+    app: Any, between: Callable[[], object], bodies: Sequence[Any]
+) -> list[httpx.Response]:
+    """``w0`` inserted alone (which starts the pool); ``between()``; then ``bodies`` at once."""
 
     async def main() -> list[httpx.Response]:
         async with _client(app) as client:
             first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
             assert first.status_code == 201
-        _pg_execute(url, sql)
-        return await _post_all(app, [{"id": f"w{n}", "n": n} for n in range(1, count + 1)])
+        between()
+        return await _post_all(app, bodies)
 
     try:
         return asyncio.run(main())
@@ -478,10 +472,16 @@ def _pg_group_after(app: Any, url: str, sql: str, count: int) -> list[httpx.Resp
         app.state.tablesync.schema.engine.dispose()
 
 
+def _inserts(count: int) -> list[dict[str, Any]]:
+    return [{"id": f"w{n}", "n": n} for n in range(1, count + 1)]
+
+
 def test_postgres_inserts_in_one_query_stamp_past_a_clock_ahead_of_now(postgres_url: str) -> None:
     ahead = int(time.time() * 1000) + 3_600_000
     sql = f"UPDATE tablesync_clock SET last_ms = {ahead} WHERE table_name = 'todo'"
-    replies = _pg_group_after(_pg_app(postgres_url), postgres_url, sql, 4)
+    replies = _pg_group_after(
+        _pg_app(postgres_url), functools.partial(_pg_execute, postgres_url, sql), _inserts(4)
+    )
 
     assert [reply.status_code for reply in replies] == [201] * 4
     stamps = [_millis(reply.json()["updatedAt"]) for reply in replies]
@@ -494,7 +494,9 @@ def test_postgres_inserts_in_one_query_find_their_clock_row_missing(
 ) -> None:
     sent = _record_queries(monkeypatch)
     sql = "DELETE FROM tablesync_clock WHERE table_name = 'todo'"
-    replies = _pg_group_after(_pg_app(postgres_url), postgres_url, sql, 4)
+    replies = _pg_group_after(
+        _pg_app(postgres_url), functools.partial(_pg_execute, postgres_url, sql), _inserts(4)
+    )
 
     # The query stamped nothing (no clock row) and failed on the NULL stamps; the inserts
     # then ran in a transaction, which starts the clock row again.
@@ -556,17 +558,10 @@ def test_postgres_inserts_whose_query_was_lost_after_its_commit_are_not_run_agai
         insert_committed(*args)  # committed; then the connection goes before the answer
         raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
-    async def main() -> list[httpx.Response]:
-        async with _client(app) as client:
-            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
-            assert first.status_code == 201
+    def break_the_answer() -> None:
         monkeypatch.setattr(repo, "insert_committed", lost_reply)
-        return await _post_all(app, [{"id": f"w{n}", "n": n} for n in (1, 2, 3)])
 
-    try:
-        replies = asyncio.run(main())
-    finally:
-        app.state.tablesync.schema.engine.dispose()
+    replies = _pg_group_after(app, break_the_answer, _inserts(3))
 
     # Run again, they would answer 409 with their own rows: the client would take its
     # write for a conflict. A 503 makes it retry, and the retry finds the row stored.
@@ -643,20 +638,13 @@ def test_postgres_group_whose_transaction_aborts_answers_503_and_stores_nothing(
         # transaction, to find whose value it was.
         raise sa.exc.IntegrityError("INSERT", {}, Exception("null value in column"))
 
-    async def main() -> list[httpx.Response]:
-        async with _client(app) as client:
-            first = await client.post("/tables/todo", json={"id": "w0", "n": 0}, headers=V3)
-            assert first.status_code == 201
+    def break_the_writes() -> None:
         monkeypatch.setattr(service, "_write", aborting_write)
         monkeypatch.setattr(service, "_insert_together", aborting_insert_together)
         monkeypatch.setattr(repo, "insert_committed", failing_insert_committed)
-        bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
-        return await _post_all(app, bodies)
 
-    try:
-        replies = asyncio.run(main())
-    finally:
-        app.state.tablesync.schema.engine.dispose()
+    bodies = [{"id": "a", "n": 1}, {"id": "aborts", "n": 2}, {"id": "b", "n": 3}]
+    replies = _pg_group_after(app, break_the_writes, bodies)
 
     # Without the check, PostgreSQL's COMMIT would silently roll back "a" after its 201.
     assert [reply.status_code for reply in replies] == [503, 503, 503]
