@@ -259,7 +259,7 @@ def insert_committed(
     statement per set of columns that stamps its rows from the table's clock row (a
     ``_clock.advancing`` CTE) and inserts them, and ``COMMIT``: a group commit's inserts
     then hold the clock row, which the other processes' writers of the table wait for, for
-    the database's own work alone, not for four round trips and the Python between them
+    the database's own work alone, not for three round trips and the Python between them
     (docs/benchmarks.md). Ids are taken as in ``insert_rows``; the stored rows by id. A
     statement that fails undoes them all (raised as SQLAlchemy raises it): nothing
     was written.
