@@ -266,23 +266,20 @@ def insert_committed(
     """
     if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
         return None
-    plans = [
-        (_one_trip_insert(table, conn.dialect, columns, len(chunk), stamped=True), chunk)
-        for columns, chunk in _chunks(conn.dialect, rows)
-    ]
-    if any(plan is None for plan, _ in plans):
-        return None
-    first = plans[0][0]
-    assert first is not None
+    plans: list[tuple[_OneTripInsert, list[dict[str, Any]]]] = []
+    for columns, chunk in _chunks(conn.dialect, rows):
+        plan = _one_trip_insert(table, conn.dialect, columns, len(chunk), stamped=True)
+        if plan is None:
+            return None
+        plans.append((plan, chunk))
     now = now_ms()
     with client_cursor(conn) as cursor:
         queries = [
-            first.bound(conn, cursor, plan.sql, plan.params(chunk, clock_key, now))
-            for plan, chunk in plans
-            if plan is not None
+            plan.bound(conn, cursor, plan.params(chunk, clock_key, now)) for plan, chunk in plans
         ]
         sql = "BEGIN; " + "".join(f"{query}; " for query in queries) + "COMMIT"
-        found = first.send(conn, cursor, sql, rollback=True)
+        # Every statement returns the table's columns: the first plan reads them all.
+        found = plans[0][0].send(conn, cursor, sql, rollback=True)
     return {row["id"]: row for row in found}
 
 
@@ -448,16 +445,16 @@ class _OneTripInsert:
             # Bound on the client first: a value psycopg refuses (a NUL character) fails
             # here, before anything is sent, so the held-back savepoint stays unsent and
             # the write's rollback knows there is nothing to roll back to.
-            query = self.bound(conn, cursor, self.sql, self.params(rows))
+            query = self.bound(conn, cursor, self.params(rows))
             return self.send(conn, cursor, take_deferred(conn) + query)
 
-    def bound(self, conn: Connection, cursor: Any, sql: str, params: dict[str, Any]) -> str:
-        """``sql`` with ``params`` bound by psycopg (a refused value raised as SQLAlchemy would)."""
+    def bound(self, conn: Connection, cursor: Any, params: dict[str, Any]) -> str:
+        """The statement with ``params`` bound by psycopg (errors raised as SQLAlchemy's)."""
         try:
-            return str(cursor.mogrify(sql, params))
+            return str(cursor.mogrify(self.sql, params))
         except self.error as exc:
             raise sa.exc.DBAPIError.instance(
-                sql, {}, exc, self.error, dialect=conn.dialect
+                self.sql, {}, exc, self.error, dialect=conn.dialect
             ) from exc
 
     def send(self, conn: Connection, cursor: Any, sql: str, *, rollback: bool = False) -> list[Row]:
