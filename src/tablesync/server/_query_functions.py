@@ -14,6 +14,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 __all__ = [
     "arith",
@@ -38,6 +39,20 @@ _STRFTIME = {
     "minute": "%M",
     "second": "%S",
 }
+
+
+_STRING = InternalTraversal.dp_string
+_BOOLEAN = InternalTraversal.dp_boolean
+
+
+def _cached_with(*attributes: tuple[str, InternalTraversal]) -> list[tuple[str, Any]]:
+    """A function's cache-key traversal, plus the attributes its SQL also depends on.
+
+    SQLAlchemy reuses the SQL it compiled for any statement with the same cache key: an
+    attribute left out of it would let ``a add b`` take the SQL of ``a sub b``. Included,
+    the statements are compiled once per shape, not at every request.
+    """
+    return [*FunctionElement._traverse_internals, *attributes]
 
 
 class _Function(FunctionElement[Any]):
@@ -108,7 +123,8 @@ class arith(_Function):
 
     type = sa.Numeric()
     name = "arith"
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = _cached_with(("symbol", _STRING), ("integer", _BOOLEAN))
 
     def __init__(self, symbol: str, left: Any, right: Any, *, integer: bool) -> None:
         super().__init__(left, right)
@@ -238,7 +254,8 @@ class _UtcFunction(_Function):
     first (it would otherwise use the session's time zone).
     """
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = _cached_with(("utc", _BOOLEAN))
 
     def __init__(self, value: Any, *, utc: bool) -> None:
         super().__init__(value)
@@ -268,7 +285,8 @@ class date_part(_UtcFunction):
 
     type = sa.Integer()
     name = "date_part"
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = _cached_with(("utc", _BOOLEAN), ("field", _STRING))
 
     def __init__(self, field: str, value: Any, *, utc: bool) -> None:
         super().__init__(value, utc=utc)
@@ -300,7 +318,7 @@ class utc_date(_UtcFunction):
 
     type = sa.Date()
     name = "utc_date"
-    inherit_cache = False
+    inherit_cache = True
 
 
 _template(utc_date, "date({0})")
@@ -312,7 +330,7 @@ class utc_time(_UtcFunction):
 
     type = sa.Time()
     name = "utc_time"
-    inherit_cache = False
+    inherit_cache = True
 
 
 # SQLAlchemy stores an SQLite TIME as HH:MM:SS.ffffff: build the same text.
@@ -332,7 +350,8 @@ class ordering(_Function):
 
     type = sa.Integer()
     name = "ordering"
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = _cached_with(("descending", _BOOLEAN))
 
     def __init__(self, value: Any, *, descending: bool) -> None:
         super().__init__(value)
