@@ -335,3 +335,48 @@ def test_local_sql_carries_values_only_as_parameters() -> None:
     sql, params = compile_where(((F.title == HOSTILE) | F.title.in_([HOSTILE, 5])).expr)
     assert "DROP" not in sql
     assert params.count(HOSTILE) == 2
+
+
+# Pairs of filters (and orderings) of one shape that differ only where the SQL differs.
+_SAME_SHAPE_OTHER_SQL = [
+    ("duration add 1 gt 100", "duration sub 1 gt 100"),
+    ("duration div 2 gt 100", "duration mod 2 gt 100"),
+    ("year(releaseDate) eq 1994", "month(releaseDate) eq 1994"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), _SAME_SHAPE_OTHER_SQL)
+def test_server_sql_is_cached_by_everything_it_depends_on(first: str, second: str) -> None:
+    """SQLAlchemy reuses compiled SQL by cache key: equal keys must mean equal SQL.
+
+    Its values aside, a filter's statement must have a cache key (else it is compiled at
+    every request), and two filters whose SQL differs must have different ones.
+    """
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    from tablesync.server._query import compile_filter, compile_order_by
+
+    from .conftest import movies_table
+
+    table = movies_table()
+
+    def key_and_sql(statement: sa.Select[Any]) -> tuple[Any, str]:
+        key = statement._generate_cache_key()
+        assert key is not None, "not cacheable"
+        return key.key, str(statement.compile(dialect=postgresql.dialect()))
+
+    def filtered(text: str) -> sa.Select[Any]:
+        return sa.select(table.c.id).where(compile_filter(parse_filter(text), table))
+
+    def ordered(text: str) -> sa.Select[Any]:
+        return sa.select(table.c.id).order_by(*compile_order_by(parse_orderby(text), table))
+
+    for build, texts in ((filtered, (first, second)), (ordered, ("rating", "rating desc"))):
+        (key_1, sql_1), (key_2, sql_2) = (key_and_sql(build(text)) for text in texts)
+        assert sql_1 != sql_2
+        assert key_1 != key_2
+    assert (
+        key_and_sql(filtered("duration add 1 gt 100"))[0]
+        == (key_and_sql(filtered("duration add 7 gt 200"))[0])
+    )
