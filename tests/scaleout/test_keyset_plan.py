@@ -6,10 +6,11 @@ import datetime as dt
 import re
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from tablesync.server import Table, create_app
+from tablesync.server._loop_reads import LoopReads
 from tests._testclient import TestClient
 
 V3 = {"ZUMO-API-VERSION": "3.0.0"}
@@ -33,25 +34,27 @@ def _seed(engine: sa.Engine, table: sa.Table) -> None:
         conn.exec_driver_sql(f'ANALYZE "{table.name}"')
 
 
-def test_deep_keyset_page_is_an_index_range(postgres_url: str) -> None:
+def test_deep_keyset_page_is_an_index_range(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = create_app(postgres_url, [Table("deep", page_size=50)])
     schema = app.state.tablesync.schema
     _seed(schema.engine, schema.get("deep").table)
     captured: list[tuple[str, Any]] = []
+    # The page query is awaited on the event loop (``_loop_reads``): record what it sends.
+    compile_query = LoopReads._query
 
-    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM deep" in statement:
-            captured.append((statement, params))
+    def capture(reads: LoopReads, statement: Any) -> Any:
+        query = compile_query(reads, statement)
+        captured.append(query)
+        return query
 
     with TestClient(app) as http:
         pull = "/tables/deep?$orderby=updatedAt&$skip=19900&$top=100"
         link = http.get(pull, headers=V3).json()["nextLink"]
         assert "$skiptoken=" in link and "$skip=" not in link
-        event.listen(schema.engine, "before_cursor_execute", capture)
-        try:
-            page = http.get(link, headers=V3).json()
-        finally:
-            event.remove(schema.engine, "before_cursor_execute", capture)
+        monkeypatch.setattr(LoopReads, "_query", capture)
+        page = http.get(link, headers=V3).json()
     assert [item["id"] for item in page["items"]] == [f"r{n:06d}" for n in range(19950, 20000)]
     ((statement, params),) = captured
     try:

@@ -178,7 +178,7 @@ def _build_service(
 def _starlette(
     service: TableService, cors_origins: Sequence[str], *, owns_engine: bool, max_batch: int = 0
 ) -> Starlette:
-    endpoints = Endpoints(service)
+    endpoints = Endpoints(service, loop_reads=owns_engine)
     batch = [Route("/tables/$batch", BatchEndpoint(endpoints, max_batch).handle, methods=["POST"])]
 
     async def openapi(_request: Request) -> Response:
@@ -192,7 +192,11 @@ def _starlette(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if endpoints.loop_reads is not None:
+            await endpoints.loop_reads.open()
         yield
+        if endpoints.loop_reads is not None:
+            await endpoints.loop_reads.close()
         endpoints.runner.close()
         if owns_engine:
             service.schema.engine.dispose()

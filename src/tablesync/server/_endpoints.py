@@ -17,8 +17,9 @@ from ..protocol import ApiVersion
 from ._access import Operation
 from ._config import DEFAULT_MAX_TOP
 from ._errors import error_response
+from ._loop_reads import loop_reads_for
 from ._paging import parse_options
-from ._querying import run_query
+from ._querying import query_on_loop, run_query
 from ._replies import Reply
 from ._request import (
     checked_id,
@@ -46,9 +47,16 @@ from ._writes import (
 class Endpoints:
     """The handlers of ``/tables/...`` and ``/health`` for one app."""
 
-    def __init__(self, service: TableService) -> None:
+    def __init__(self, service: TableService, *, loop_reads: bool = False) -> None:
+        """The handlers of ``service``'s app.
+
+        ``loop_reads``: await PostgreSQL queries on the event loop (``_loop_reads``) once the
+        app's lifespan has opened their pool; only for an engine made from a URL, whose
+        connection arguments the pool can repeat.
+        """
         self.service = service
         self.runner = DatabaseRunner(service.schema.engine, service.write_together)
+        self.loop_reads = loop_reads_for(service.schema.engine) if loop_reads else None
 
     async def _authorize(self, request: Request, key: str, operation: Operation) -> None:
         """Authenticate the caller (kept in ``request.state.principal``) and check access.
@@ -75,11 +83,19 @@ class Endpoints:
         state = self.service.schema.cached(key)
         max_top = state.config.max_top if state is not None else DEFAULT_MAX_TOP
         options = parse_options(request, max_top=max_top)
+        shown = {
+            "include_deleted": include_deleted(request),
+            "path_only": "nextlink=path" in zumo_options(request),
+        }
+        if self.loop_reads is not None and self.loop_reads.here():
+            on_loop = await query_on_loop(
+                self.loop_reads, self.service, request, key, version, options, **shown
+            )
+            if on_loop is not None:
+                return on_loop.to_response()
         reply = await self.runner.read(
-            run_query, self.service, request, key, version, options,
-            include_deleted=include_deleted(request),
-            path_only="nextlink=path" in zumo_options(request),
-        )  # fmt: skip
+            run_query, self.service, request, key, version, options, **shown
+        )
         return reply.to_response()
 
     async def item(self, request: Request) -> Response:

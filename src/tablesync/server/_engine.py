@@ -29,6 +29,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 64 * 1024
 #: A pooled connection idle for this long is pinged before use (see _ping_idle_connections).
 PING_AFTER_IDLE_S = 2.0
+#: Attribute of an engine: the timeout ``limit_statements`` gave its statements, in ms.
+_STATEMENT_TIMEOUT = "_tablesync_statement_timeout_ms"
 _RETURNED = "tablesync_returned_at"
 
 
@@ -159,10 +161,16 @@ def limit_statements(engine: Engine, timeout_ms: int) -> None:
     instead of holding it. On SQLite it matters more: statements run on the event loop
     (``_runner``), so a long one holds up every request of its process.
     """
+    setattr(engine, _STATEMENT_TIMEOUT, timeout_ms)
     if engine.dialect.name == "postgresql":
         _postgres_statement_timeout(engine, timeout_ms)
     elif engine.dialect.name == "sqlite":
         _sqlite_statement_timeout(engine, timeout_ms / 1000)
+
+
+def statement_timeout_ms(engine: Engine) -> int:
+    """The statement timeout ``limit_statements`` set on ``engine``; 0 for none."""
+    return int(getattr(engine, _STATEMENT_TIMEOUT, 0))
 
 
 def _postgres_statement_timeout(engine: Engine, timeout_ms: int) -> None:

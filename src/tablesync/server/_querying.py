@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,11 +19,86 @@ from . import _page_json as page_json
 from . import _repository as repo
 from ._errors import BadRequest, NotFound
 from ._items import render_rows, stamp_datetime
+from ._loop_reads import LoopReads
 from ._paging import Keyset, QueryOptions, keyset_order, link_url, next_page
 from ._query import compile_filter, compile_order_by
 from ._replies import Reply
 from ._schema import SYSTEM_COLUMNS, TableState
 from ._service import TableService
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page query, resolved: its statements, and what its answer needs besides their rows.
+
+    Built without I/O (:func:`plan_query`), so that its statements can run on a worker
+    thread's connection (:func:`run_query`) or be awaited on the event loop
+    (:func:`query_on_loop`).
+    """
+
+    state: TableState
+    version: ApiVersion
+    options: QueryOptions
+    select: tuple[str, ...]
+    take: int
+    json_page: page_json.JsonSelect | None
+    view: ColumnElement[bool]
+    where: list[ColumnElement[bool]]
+    order_by: list[ColumnElement[Any]]
+    dialect: str
+
+    def rows(self, *, as_json: bool = True) -> sa.Select[Any]:
+        """The page's rows, one more than it holds (is there a next page?).
+
+        ``as_json`` (when ``json_page`` is set): each row is the item's JSON text and whether
+        its times are canonical (``_page_json``); else the table's columns.
+        """
+        json_page = self.json_page if as_json else None
+        where = self.where
+        if self.options.after is not None:
+            keyset = keyset_order(self.options.order_by)
+            where = [*where, _after(self.state, self.options.after, keyset)]
+        return repo.page_statement(
+            self.state, self.view, where, self.order_by, skip=self.options.skip,
+            limit=self.take + 1, dialect=self.dialect,
+            columns=None if json_page is None else json_page.columns,
+            source=None if json_page is None else json_page.source,
+        )  # fmt: skip
+
+    def count(self) -> sa.Select[Any] | None:
+        """The count of matching rows, when asked for.
+
+        Paging is ignored, the keyset position included (protocol.md §4.4).
+        """
+        if not self.options.count:
+            return None
+        return repo.count_statement(self.state, self.view, self.where)
+
+
+def plan_query(
+    service: TableService,
+    request: Request,
+    state: TableState,
+    version: ApiVersion,
+    options: QueryOptions,
+    *,
+    include_deleted: bool,
+) -> PageQuery:
+    """The page query ``options`` ask of ``state``, as the caller may see it (400s raised)."""
+    dialect = service.schema.engine.dialect
+    select = _resolve_select(state, options.select)
+    return PageQuery(
+        state=state,
+        version=version,
+        options=options,
+        select=select,
+        take=_page_rows(state, version, options, include_deleted),
+        json_page=None if select else _json_page(state, version, dialect),
+        view=service.view(request, state),
+        where=_where(state, options, include_deleted),
+        order_by=_order_by(state, options.order_by),
+        dialect=dialect.name,
+    )
 
 
 def run_query(
@@ -41,41 +117,78 @@ def run_query(
         if not service.schema.allows_new_tables:
             raise NotFound(f"The table {key!r} does not exist")
         return _page_reply([], 0 if options.count else None, None, version, options)
-    select = _resolve_select(state, options.select)
-    where = _where(state, options, include_deleted)
-    order_by = _order_by(state, options.order_by)
-    keyset = keyset_order(options.order_by)
-    page_where = where if options.after is None else [*where, _after(state, options.after, keyset)]
-    take = _page_rows(state, version, options, include_deleted)
+    plan = plan_query(service, request, state, version, options, include_deleted=include_deleted)
+    as_json = plan.json_page is not None
     with service.schema.reader.connect() as conn:
-        view = service.view(request, state)
-        page = functools.partial(
-            repo.query_rows, conn, state, view, page_where, order_by, skip=options.skip
-        )
-        json_page = None if select else _json_page(state, version, conn.dialect)
-        if json_page is None:
-            rows = page(limit=take + 1)
-        else:
-            rows = page(limit=take + 1, columns=json_page.columns, source=json_page.source)
+        if as_json:
+            rows = repo.fetch_raw(conn, plan.rows())
             if not page_json.all_canonical(rows):
-                json_page, rows = None, page(limit=take + 1)  # render_rows reformats the times
-        # The count ignores paging, the keyset position included (protocol.md §4.4).
-        count = repo.count_rows(conn, state, view, where) if options.count else None
+                as_json = False  # render_rows reformats the times
+        if not as_json:
+            rows = list(conn.execute(plan.rows(as_json=False)).all())
+        count_statement = plan.count()
+        count = None if count_statement is None else int(conn.execute(count_statement).scalar_one())
+    return answer_query(plan, request, rows, count, as_json=as_json, path_only=path_only)
+
+
+async def query_on_loop(
+    reads: LoopReads,
+    service: TableService,
+    request: Request,
+    key: str,
+    version: ApiVersion,
+    options: QueryOptions,
+    *,
+    include_deleted: bool,
+    path_only: bool,
+) -> Reply | None:
+    """:func:`run_query`'s answer, its statements awaited on the event loop (``_loop_reads``).
+
+    ``None`` when this query needs a worker thread: a table whose columns may have changed
+    (the registry is read first), a page rendered in Python, or a statement ``reads`` cannot
+    run. A JSON page's rows need no result processing; PostgreSQL's are always canonical.
+    """
+    state = service.schema.cached(key)
+    if state is None or service.schema.is_dynamic(key):
+        return None
+    plan = plan_query(service, request, state, version, options, include_deleted=include_deleted)
+    if plan.json_page is None:
+        return None
+    count_statement = plan.count()
+    statements = [plan.rows()] if count_statement is None else [plan.rows(), count_statement]
+    results = await reads.fetch(statements)
+    if results is None:
+        return None
+    count = None if count_statement is None else int(results[1][0][0])
+    return answer_query(plan, request, results[0], count, as_json=True, path_only=path_only)
+
+
+def answer_query(
+    plan: PageQuery,
+    request: Request,
+    rows: Sequence[Any],
+    count: int | None,
+    *,
+    as_json: bool,
+    path_only: bool,
+) -> Reply:
+    """The reply to ``plan`` from its rows (JSON rows when ``as_json``) and its count."""
+    options, take = plan.options, plan.take
     more = len(rows) > take
     rows = rows[:take]
     following = next_page(options, len(rows), more)
     link = None
     if following is not None:
         after = None
-        if keyset is not None and rows:
-            last = page_json.last_item(rows) if json_page else rows[-1]._mapping
+        if keyset_order(options.order_by) is not None and rows:
+            last = page_json.last_item(rows) if as_json else rows[-1]._mapping
             after = _last_position(last)
         link = link_url(request, options, *following, path_only=path_only, after=after)
-    if json_page is not None:
+    if as_json:
         items: Items = page_json.items_fragment(rows)
     else:
-        items = render_rows(state, rows, version, select)
-    return _page_reply(items, count, link, version, options)
+        items = render_rows(plan.state, rows, plan.version, plan.select)
+    return _page_reply(items, count, link, plan.version, options)
 
 
 Items = list[dict[str, Any]] | orjson.Fragment

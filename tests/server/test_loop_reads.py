@@ -1,0 +1,189 @@
+"""PostgreSQL page queries awaited on the event loop (``_loop_reads``), and when they are not.
+
+Every test drives a started app (its lifespan opens the pool) and makes the worker-thread
+path fail, so that an answer proves where it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+import sqlalchemy as sa
+from starlette.requests import Request
+
+from tablesync.server import Table, create_app
+from tablesync.server._loop_reads import LoopReads
+from tablesync.server._runner import DatabaseRunner
+from tests._testclient import TestClient
+
+from .conftest import V3
+
+pytestmark = pytest.mark.timeout(60)
+
+NOTES = {"text": "string", "owner": "string", "n": "integer"}
+
+
+class ThreadReads:
+    """Counts the reads that went to a worker thread; fails them when ``refuse`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, refuse: bool) -> None:
+        self.calls = 0
+        original = DatabaseRunner.read
+
+        async def read(runner: DatabaseRunner, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if refuse:
+                raise AssertionError("this read should not have needed a worker thread")
+            return await original(runner, fn, *args, **kwargs)
+
+        monkeypatch.setattr(DatabaseRunner, "read", read)
+
+
+def _owner_view(request: Request, table: sa.Table) -> Any:
+    return table.c.owner == request.headers.get("x-owner", "")
+
+
+@pytest.fixture
+def started(postgres_url: str) -> Iterator[Any]:
+    """``started(**create_app_kwargs)``: a started app on PostgreSQL, by default with a
+    ``notes`` table whose rows each caller sees only its own of (``x-owner``)."""
+    notes = Table("notes", columns=NOTES, view=_owner_view, page_size=2)
+    with contextlib.ExitStack() as stack:
+
+        def start(**kwargs: Any) -> TestClient:
+            app = create_app(postgres_url, **{"tables": [notes], **kwargs})
+            return stack.enter_context(TestClient(app, raise_server_exceptions=False))
+
+        yield start
+
+
+def _insert(client: TestClient, owner: str, n: int) -> None:
+    body = {"id": f"{owner}-{n:03d}", "text": f"note {n}", "owner": owner, "n": n}
+    response = client.post("/tables/notes", json=body, headers={**V3, "x-owner": owner})
+    assert response.status_code == 201, response.text
+
+
+def test_page_queries_run_on_the_loop_with_each_callers_view(
+    started: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = started()
+    for n in range(5):
+        _insert(client, "ann", n)
+        _insert(client, "bob", n)
+    ThreadReads(monkeypatch, refuse=True)
+    query = "/tables/notes?$filter=n ge 1&$orderby=n desc&$count=true"
+    # The same statement shape for both callers: each run binds its own caller.
+    for owner in ("ann", "bob", "ann"):
+        response = client.get(query, headers={**V3, "x-owner": owner})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert [item["id"] for item in page["items"]] == [f"{owner}-004", f"{owner}-003"]
+        assert page["count"] == 4
+        assert "$skip=2" in page["nextLink"]
+
+
+def test_the_keyset_of_a_sync_pull_is_bound_on_the_loop(
+    started: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = started()
+    for n in range(5):
+        _insert(client, "ann", n)
+    ThreadReads(monkeypatch, refuse=True)
+    headers = {**V3, "x-owner": "ann"}
+    url = "/tables/notes?$orderby=updatedAt&__includedeleted=true"
+    seen: list[str] = []
+    while url:
+        page = client.get(url, headers=headers).json()
+        seen += [item["id"] for item in page["items"]]
+        url = page["nextLink"] or ""
+    assert seen == [f"ann-{n:03d}" for n in range(5)]
+
+
+def test_pages_rendered_in_python_take_a_thread(
+    started: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = started()
+    _insert(client, "ann", 1)
+    threads = ThreadReads(monkeypatch, refuse=False)
+    selected = client.get("/tables/notes?$select=text", headers={**V3, "x-owner": "ann"})
+    assert selected.json()["items"] == [{"id": "ann-001", "text": "note 1"}]
+    assert threads.calls == 1
+
+
+def test_tables_whose_columns_may_change_take_a_thread(
+    started: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = started(dynamic_schema=True)
+    assert client.post("/tables/scratch", json={"id": "a", "v": 1}, headers=V3).status_code == 201
+    threads = ThreadReads(monkeypatch, refuse=False)
+    assert client.get("/tables/scratch", headers=V3).json()["items"][0]["v"] == 1
+    assert threads.calls == 1
+
+
+def test_a_dead_pooled_connection_is_replaced_once(
+    started: Any, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = started()
+    _insert(client, "ann", 1)
+    headers = {**V3, "x-owner": "ann"}
+    assert client.get("/tables/notes", headers=headers).status_code == 200
+    ThreadReads(monkeypatch, refuse=True)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    response = client.get("/tables/notes", headers=headers)
+    assert response.status_code == 200, response.text
+    assert [item["id"] for item in response.json()["items"]] == ["ann-001"]
+
+
+def _failing_view(request: Request, table: sa.Table) -> Any:
+    if request.headers.get("x-test-slow"):
+        return sa.literal_column("(SELECT true FROM pg_sleep(2))")
+    if request.headers.get("x-test-zero"):
+        return table.c.n / sa.literal_column("0") == 1
+    return sa.true()
+
+
+def test_database_errors_on_the_loop_answer_as_on_a_thread(
+    started: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = Table("slow", columns=NOTES, view=_failing_view)
+    client = started(tables=[slow], statement_timeout=dt.timedelta(milliseconds=200))
+    assert client.post("/tables/slow", json={"id": "a", "n": 1}, headers=V3).status_code == 201
+    ThreadReads(monkeypatch, refuse=True)
+    timed_out = client.get("/tables/slow", headers={**V3, "x-test-slow": "1"})
+    assert timed_out.status_code == 503
+    assert timed_out.headers["Retry-After"]
+    by_zero = client.get("/tables/slow", headers={**V3, "x-test-zero": "1"})
+    assert by_zero.status_code == 400
+    assert "division by zero" in by_zero.json()["error"]
+    assert client.get("/tables/slow", headers=V3).json()["items"][0]["id"] == "a"
+
+
+def test_statements_rendered_when_they_run_are_declined(postgres_url: str) -> None:
+    table = sa.Table("t", sa.MetaData(), sa.Column("n", sa.Integer))
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    reads = LoopReads(engine)
+
+    async def fetch(statement: sa.Select[Any]) -> Any:
+        await reads.open()
+        try:
+            return await reads.fetch([statement])
+        finally:
+            await reads.close()
+
+    try:
+        expanding = sa.select(table.c.n).where(table.c.n.in_([1, 2]))
+        assert anyio.run(fetch, expanding) is None
+        assert anyio.run(fetch, sa.select(sa.literal(7) + 1)) == [[(8,)]]
+    finally:
+        engine.dispose()
