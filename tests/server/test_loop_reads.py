@@ -187,3 +187,47 @@ def test_statements_rendered_when_they_run_are_declined(postgres_url: str) -> No
         assert anyio.run(fetch, sa.select(sa.literal(7) + 1)) == [[(8,)]]
     finally:
         engine.dispose()
+
+
+def _answers(client: TestClient, url: str, headers: dict[str, str]) -> tuple[Any, ...]:
+    response = client.get(url, headers=headers)
+    kept = {name: response.headers.get(name) for name in ("etag", "last-modified", "location")}
+    return response.status_code, kept, response.content
+
+
+@pytest.mark.parametrize("api", ["2.0.0", "3.0.0"])
+def test_item_reads_on_the_loop_answer_as_on_a_thread(
+    started: Any, monkeypatch: pytest.MonkeyPatch, api: str
+) -> None:
+    client = started()
+    for n in (1, 2):
+        _insert(client, "ann", n)
+    deleted = client.delete("/tables/notes/ann-002", headers={**V3, "x-owner": "ann"})
+    assert deleted.status_code in (200, 204)
+    headers = {"ZUMO-API-VERSION": api, "x-owner": "ann"}
+    etag = client.get("/tables/notes/ann-001", headers=headers).headers["etag"]
+    cases = [
+        ("/tables/notes/ann-001", {}),
+        ("/tables/notes/ann-001", {"If-None-Match": etag}),  # 304
+        ("/tables/notes/ann-001", {"If-Match": '"other"'}),  # 412 with the item
+        ("/tables/notes/ann-001", {"If-Modified-Since": "Sat, 01 Jan 2050 00:00:00 GMT"}),
+        ("/tables/notes/ann-002", {}),  # deleted: 410 (v3), 404 (v2)
+        ("/tables/notes/ann-002?__includedeleted=true", {}),
+        ("/tables/notes/nobody", {}),  # 404
+    ]
+    threads = ThreadReads(monkeypatch, refuse=True)
+    on_loop = [_answers(client, url, {**headers, **extra}) for url, extra in cases]
+    assert [answer[0] for answer in on_loop] == [
+        200, 304, 412, 304, 410 if api == "3.0.0" else 404, 200, 404
+    ]  # fmt: skip
+    monkeypatch.undo()
+    threads = ThreadReads(monkeypatch, refuse=False)
+    monkeypatch.setattr(LoopReads, "here", lambda _reads: False)
+    on_threads = [_answers(client, url, {**headers, **extra}) for url, extra in cases]
+    assert threads.calls == len(cases)
+    assert on_loop == on_threads
+    # Another caller's item does not exist for this one, on the loop as on a thread.
+    monkeypatch.undo()
+    ThreadReads(monkeypatch, refuse=True)
+    _insert(client, "bob", 1)
+    assert client.get("/tables/notes/bob-001", headers=headers).status_code == 404

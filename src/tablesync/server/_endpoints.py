@@ -17,6 +17,7 @@ from ..protocol import ApiVersion
 from ._access import Operation
 from ._config import DEFAULT_MAX_TOP
 from ._errors import error_response
+from ._item_reads import read_on_loop
 from ._loop_reads import loop_reads_for
 from ._paging import parse_options
 from ._querying import query_on_loop, run_query
@@ -107,10 +108,12 @@ class Endpoints:
         version = request_version(self.service, request, key)
         item_id = checked_id(raw_id or "")
         if method in ("GET", "HEAD"):
-            reply = await self.runner.read(
-                self.service.read, request, key, item_id, version, preconditions(request),
-                include_deleted(request),
-            )  # fmt: skip
+            shown = (key, item_id, version, preconditions(request), include_deleted(request))
+            if self.loop_reads is not None and self.loop_reads.here():
+                on_loop = await read_on_loop(self.loop_reads, self.service, request, *shown)
+                if on_loop is not None:
+                    return on_loop.to_response()
+            reply = await self.runner.read(self.service.read, request, *shown)
             return reply.to_response()
         check_verb(method, version, item_id)
         write = await self._write_request(request, key, version, item_id)

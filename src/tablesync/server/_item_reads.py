@@ -1,0 +1,69 @@
+"""``GET /tables/{table}/{id}`` awaited on the event loop (``_loop_reads``).
+
+The answer of :meth:`TableService.read`, from one statement whose rows need no result
+processing: the database writes the item's JSON (as for a page, ``_page_json``), and the
+statement adds what the preconditions and headers read (version, deleted, updatedAt).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+
+from ..protocol import ApiVersion
+from . import _page_json as page_json
+from ._errors import NotFound
+from ._loop_reads import LoopReads
+from ._replies import Reply, entity_headers, missing
+from ._repository import Preconditions
+from ._service import TableService
+
+
+async def read_on_loop(
+    reads: LoopReads,
+    service: TableService,
+    request: Request,
+    key: str,
+    item_id: str,
+    version: ApiVersion,
+    pre: Preconditions,
+    include_deleted: bool,
+) -> Reply | None:
+    """:meth:`TableService.read`'s answer; ``None`` when it needs a worker thread.
+
+    As for a page (``_querying.query_on_loop``): a table whose columns may change, or one
+    whose items the database cannot write as JSON, takes the thread.
+    """
+    state = service.schema.cached(key)
+    if state is None or service.schema.is_dynamic(key):
+        return None
+    dialect = service.schema.engine.dialect
+    json_item = page_json.page_select(state.table, tuple(state.kinds), version, dialect)
+    if json_item is None:
+        return None
+    table = state.table
+    item_text = json_item.columns[page_json.ITEM]
+    statement = (
+        sa.select(item_text, table.c.version, table.c.deleted, table.c.updatedAt)
+        .select_from(json_item.source)
+        .where(table.c.id == item_id, service.view(request, state))
+    )
+    results = await reads.fetch([statement])
+    if results is None:
+        return None
+    if not results[0]:
+        raise NotFound("The item does not exist")
+    item, row_version, deleted, updated = results[0][0]
+    if deleted and not include_deleted:
+        raise missing(410, version)
+    # psycopg gives the time in the session's time zone; the headers are written in UTC.
+    updated = updated.astimezone(dt.UTC)
+    row: dict[str, Any] = {"id": item_id, "version": row_version, "updatedAt": updated}
+    status = pre.failure(row, write=False) or 200
+    headers = entity_headers(status, row, version, request, state)
+    if status == 304:
+        return Reply(304, None, headers)
+    return Reply(status, item.encode(), headers)
