@@ -8,12 +8,16 @@ cost and the per-request cost can be told apart (least squares over both).
 
     .venv/bin/python bench/server_cpu.py                 # SQLite file, 20,000 rows
     .venv/bin/python bench/server_cpu.py --postgres      # PostgreSQL on 127.0.0.1:5432 as well
+
+On PostgreSQL it measures the app twice: as served (its reads awaited on the event loop,
+``_loop_reads``) and with its reads on worker threads (an app given an engine).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
@@ -82,9 +86,14 @@ async def _measure(app: object, scenario: Scenario, count: int, rounds: int) -> 
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     rng = random.Random(7)
     figures = []
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://bench", headers=HEADERS
-    ) as client:
+    # The app started as uvicorn starts it: its lifespan opens the pool of the reads that
+    # PostgreSQL serves on the event loop (``_loop_reads``).
+    router = getattr(app, "router", None)
+    started = router.lifespan_context(app) if router else contextlib.nullcontext()
+    async with (
+        started,
+        httpx.AsyncClient(transport=transport, base_url="http://bench", headers=HEADERS) as client,
+    ):
         for _ in range(10):  # warm caches, the pool and the statement cache
             (await scenario(client, rng)).raise_for_status()
         for _ in range(rounds):
@@ -107,12 +116,23 @@ async def _client_cost(count: int) -> float:
     return await _measure(echo, lambda c, _r: c.get("/x"), count, 3)
 
 
-def run(database: str, label: str, rows: int, count: int, rounds: int) -> None:
-    """Seed ``rows`` rows into ``database`` and print the CPU figures."""
+def run(
+    database: str, label: str, rows: int, count: int, rounds: int, *, seed: bool = True
+) -> None:
+    """Seed ``rows`` rows into ``database`` (unless told not to) and print the CPU figures.
+
+    ``label`` ending in "threads": the app gets an engine rather than the URL, so its
+    PostgreSQL reads take the worker threads, for comparison.
+    """
+    import sqlalchemy as sa
+
     from tablesync.server import Table, create_app
 
-    seed_tablesync(database, rows)
-    app = create_app(database, tables=[Table(TABLE, columns=COLUMNS)])  # type: ignore[arg-type]
+    if seed:
+        seed_tablesync(database, rows)
+    engine = sa.create_engine(database) if label.endswith("threads") else None
+    tables = [Table(TABLE, columns=COLUMNS)]  # type: ignore[arg-type]
+    app = create_app(engine or database, tables=tables)
     client = asyncio.run(_client_cost(count))
     query = asyncio.run(_measure(app, _query(50), count, rounds)) - client
     small = asyncio.run(_measure(app, _pull(5), count, rounds)) - client
@@ -128,6 +148,8 @@ def run(database: str, label: str, rows: int, count: int, rounds: int) -> None:
     print(f"  read by id                      : {read:6.0f} µs/request")
     print(f"  insert                          : {insert:6.0f} µs/request")
     asyncio.run(_dispose(app))
+    if engine is not None:
+        engine.dispose()
 
 
 async def _dispose(app: object) -> None:
@@ -157,8 +179,10 @@ def _run_postgres(args: argparse.Namespace) -> None:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = _common.POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = url.replace("postgresql://", "postgresql+psycopg://")
     try:
-        run(url.replace("postgresql://", "postgresql+psycopg://"), "postgres", *_sizes(args))
+        run(url, "postgres, reads on the event loop", *_sizes(args))
+        run(url, "postgres, reads on worker threads", *_sizes(args), seed=False)
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -231,3 +234,81 @@ def test_item_reads_on_the_loop_answer_as_on_a_thread(
     ThreadReads(monkeypatch, refuse=True)
     _insert(client, "bob", 1)
     assert client.get("/tables/notes/bob-001", headers=headers).status_code == 404
+
+
+class Relay:
+    """A TCP relay to PostgreSQL that can be taken down (every connection cut) and back up."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._up = True
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def down(self) -> None:
+        with self._lock:
+            self._up = False
+            cut, self._open = self._open, []
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def up(self) -> None:
+        self._up = True
+
+    def close(self) -> None:
+        self.down()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self._up:
+                    client.close()  # refused, as a database that is down refuses
+                    continue
+                server = socket.create_connection(self.target)
+                self._open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_an_unreachable_database_answers_503_at_once_and_reads_resume(
+    postgres_url: str,
+) -> None:
+    url = sa.make_url(postgres_url)
+    relay = Relay(url.port or 5432)
+    relayed = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+    app = create_app(relayed, tables=[Table("notes", columns=NOTES)])
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.post("/tables/notes", json={"id": "a"}, headers=V3).status_code == 201
+            for url_path in ("/tables/notes", "/tables/notes/a"):
+                assert client.get(url_path, headers=V3).status_code == 200
+            relay.down()
+            for url_path in ("/tables/notes", "/tables/notes/a"):
+                started = time.monotonic()
+                response = client.get(url_path, headers=V3)
+                assert response.status_code == 503, response.text
+                assert time.monotonic() - started < 5
+            relay.up()
+            for url_path in ("/tables/notes", "/tables/notes/a"):
+                response = client.get(url_path, headers=V3)
+                assert response.status_code == 200, response.text
+    finally:
+        relay.close()

@@ -30,7 +30,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.compiler import Compiled
 
 from ._engine import statement_timeout_ms
-from ._errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -42,8 +41,11 @@ if TYPE_CHECKING:
 #: 49-56 ms against 20-35 ms, the database's processes crowding the workers out of the CPU;
 #: one worker lost 7% with 2 (docs/benchmarks.md, "Reads on the event loop").
 POOL_SIZE = 4
-#: How long a read waits for a connection before answering 503 (as SQLAlchemy's pool does).
-POOL_TIMEOUT_S = 30.0
+#: How long a read waits for a pooled connection before it takes a worker thread instead.
+#: Under load a wait is a few milliseconds. While the database is unreachable the pool
+#: only retries in the background, so its callers would wait out any timeout: the thread's
+#: engine tries to connect at once and answers 503 as it always has.
+POOL_TIMEOUT_S = 1.0
 #: Compiled statement shapes kept; a page query has a few per filter shape.
 _COMPILED_CACHE_SIZE = 512
 Rows = list[tuple[Any, ...]]
@@ -95,9 +97,10 @@ class LoopReads:
         """Each statement's rows, run in order on one connection; ``None``: run them elsewhere.
 
         A connection found dead (the database restarted while it sat in the pool) is
-        replaced and the reads run again, once: they change nothing. Other database errors
-        are raised as SQLAlchemy raises them, so the app answers them as it answers the
-        threads' (a cancelled statement, an unreachable database: 503).
+        replaced and the reads run again, once: they change nothing. No connection within
+        ``POOL_TIMEOUT_S`` gives ``None`` too. Database errors are raised as SQLAlchemy
+        raises them, so the app answers them as it answers the threads' (a cancelled
+        statement: 503; a value the database refuses: 400).
         """
         import psycopg
         from psycopg_pool import PoolTimeout
@@ -118,11 +121,8 @@ class LoopReads:
                         cursor = await conn.execute(sql, params)
                         results.append(await cursor.fetchall())
                     return results
-            except PoolTimeout as exc:
-                raise ServiceUnavailable(
-                    "The database is busy or unavailable; retry shortly",
-                    headers={"Retry-After": "1"},
-                ) from exc
+            except PoolTimeout:
+                return None
             except psycopg.Error as exc:
                 if attempt == 1 and conn is not None and conn.broken:
                     continue
