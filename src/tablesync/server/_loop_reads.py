@@ -1,16 +1,17 @@
 """PostgreSQL reads awaited on the event loop, with no worker thread: psycopg's async pool.
 
 A read handed to a worker thread and back costs this process more CPU than the statement:
-16 page queries at once cost 439 µs of its CPU each through anyio's worker threads, against
-189 µs each awaited on an ``AsyncConnectionPool`` (docs/benchmarks.md, "Reads on the event
-loop"). The thread wakes the loop, they contend for the GIL, and anyio's bookkeeping runs
-twice per call.
+16 page queries at once cost it 411-431 µs of CPU each through anyio's worker threads,
+197 µs each awaited on an ``AsyncConnectionPool``, 134 on bare async connections
+(``bench/read_hop.py``; docs/benchmarks.md, "PostgreSQL reads on the event loop"). The
+thread wakes the loop, they contend for the GIL, and anyio's bookkeeping runs twice per call.
+psycopg's pool costs some of the gain over bare connections, and keeps its connections alive.
 
 The statements are still SQLAlchemy's, built by the same code as on the threads, compiled
 once per shape: SQLAlchemy's cache key tells two statements of one shape apart from their
 literal values, which it extracts for each run. Only statements whose rows need no result
-processing come here (a JSON page's rows and a count: text and integers); the rows are
-psycopg's own tuples. A statement SQLAlchemy would finish rendering only when it runs (an
+processing come here (a JSON page's rows, a count, an item's JSON with the columns its
+headers read); the rows are psycopg's own tuples. A statement SQLAlchemy would finish rendering only when it runs (an
 expanding ``IN``) is declined, and its caller runs it on a thread.
 
 An app serves from this pool only on the event loop that opened it (in its lifespan, so
