@@ -148,6 +148,22 @@ def fresh_postgres_database(name: str) -> str:
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+@contextlib.contextmanager
+def scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """A new database named ``prefix`` and a random suffix, dropped afterwards.
+
+    Yields its SQLAlchemy URL (psycopg 3).
+    """
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = fresh_postgres_database(name)
+    try:
+        yield url.replace("postgresql://", "postgresql+psycopg://")
+    finally:
+        drop_postgres_database(name)
+
+
 def drop_postgres_database(name: str) -> None:
     """Drop database ``name`` (ignoring a missing one)."""
     import psycopg

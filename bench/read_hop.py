@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import subprocess
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,20 +39,6 @@ RATINGS = ("G", "PG", "PG-13", "R", "NC-17")
 Fetch = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
-def _postgres_cpu_s() -> float:
-    """CPU seconds of every ``postgres`` process so far."""
-    total = 0
-    pids = subprocess.run(["pgrep", "postgres"], capture_output=True, text=True).stdout.split()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / 100
-
-
 async def _measure(fetch: Fetch, count: int) -> str:
     rng = random.Random(1)
     left = count
@@ -67,9 +51,9 @@ async def _measure(fetch: Fetch, count: int) -> str:
 
     for _ in range(50):  # warm: connections, prepared statements
         await fetch({"rating": "R", "year": 2000})
-    cpu, postgres, wall = time.process_time(), _postgres_cpu_s(), time.perf_counter()
+    cpu, postgres, wall = time.process_time(), _common.postgres_cpu_seconds(), time.perf_counter()
     await asyncio.gather(*(client() for _ in range(CONCURRENT)))
-    cpu, postgres = time.process_time() - cpu, _postgres_cpu_s() - postgres
+    cpu, postgres = time.process_time() - cpu, _common.postgres_cpu_seconds() - postgres
     rate = count / (time.perf_counter() - wall)
     return (
         f"{rate:6.0f} statements/s, this process {1e6 * cpu / count:5.0f} µs CPU each,"
@@ -145,21 +129,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3000, help="statements per way and round")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    name = f"bench_hop_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(_common.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = _common.POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    url = url.replace("postgresql://", "postgresql+psycopg://")
-    try:
+    with _common.scratch_postgres_database("bench_hop") as url:
         seed_tablesync(url, args.rows)
         for round_ in range(1, args.rounds + 1):
             for way in (threads, pool, connections):
                 print(f"round {round_} {way.__name__:12}", uvloop.run(way(url, args.count)))
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 if __name__ == "__main__":

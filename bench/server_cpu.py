@@ -172,21 +172,9 @@ def main() -> None:
 
 
 def _run_postgres(args: argparse.Namespace) -> None:
-    import sqlalchemy as sa
-
-    name = f"bench_cpu_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(_common.POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = _common.POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    url = url.replace("postgresql://", "postgresql+psycopg://")
-    try:
+    with _common.scratch_postgres_database("bench_cpu") as url:
         run(url, "postgres, reads on the event loop", *_sizes(args))
         run(url, "postgres, reads on worker threads", *_sizes(args), seed=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _sizes(args: argparse.Namespace) -> tuple[int, int, int]:

@@ -246,7 +246,7 @@ def render_rows(
     version: ApiVersion,
     select: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """The wire form of a page of rows read by ``_repository.query_rows``.
+    """The wire form of a page of rows read by ``_repository.page_statement``.
 
     Gives what :func:`render` gives for each row, but reads the rows (``sa.Row`` tuples in
     ``table.c`` order) by position: a mapping lookup per field was a third of the per-row cost

@@ -11,8 +11,9 @@ The statements are still SQLAlchemy's, built by the same code as on the threads,
 once per shape: SQLAlchemy's cache key tells two statements of one shape apart from their
 literal values, which it extracts for each run. Only statements whose rows need no result
 processing come here (a JSON page's rows, a count, an item's JSON with the columns its
-headers read); the rows are psycopg's own tuples. A statement SQLAlchemy would finish rendering only when it runs (an
-expanding ``IN``) is declined, and its caller runs it on a thread.
+headers read); the rows are psycopg's own tuples. A statement SQLAlchemy would finish
+rendering only when it runs (an expanding ``IN``) is declined, and its caller runs it on a
+thread.
 
 An app serves from this pool only on the event loop that opened it (in its lifespan, so
 one per ``--workers`` process). Requests driven from another loop (a test client that

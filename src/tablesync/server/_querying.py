@@ -232,7 +232,7 @@ def _after(
 
 
 def _last_position(values: Mapping[Any, Any]) -> Keyset:
-    updated = values["updatedAt"]  # wire or stored text on SQLite (see repo.query_rows)
+    updated = values["updatedAt"]  # wire or stored text on SQLite (see repo.page_statement)
     stamp = parse_datetime(updated) if isinstance(updated, str) else updated
     return Keyset(to_millis(stamp), str(values["id"]))
 

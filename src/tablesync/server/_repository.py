@@ -129,35 +129,6 @@ def read_row(
     return conn.execute(stmt).mappings().first()
 
 
-def query_rows(
-    conn: Connection,
-    state: TableState,
-    view: ColumnElement[bool],
-    where: Sequence[ColumnElement[bool]],
-    order_by: Sequence[ColumnElement[Any]],
-    *,
-    skip: int,
-    limit: int,
-    columns: Sequence[ColumnElement[Any]] | None = None,
-    source: FromClause | None = None,
-) -> list[Any]:
-    """One page of rows matching ``where`` inside the view, as tuples in ``table.c`` order.
-
-    Plain rows, not mappings: the page renderer reads them by position (see ``_items``). On
-    SQLite and PostgreSQL, timestamps come back as wire text (SQLite's stored text, PostgreSQL's
-    ``to_char``): parsing them into datetimes to format them back cost more than the rest of
-    the row. ``columns`` selects something else for each row, from ``source``
-    (``_page_json``): those rows are the driver's own tuples (see :func:`fetch_raw`).
-    """
-    stmt = page_statement(
-        state, view, where, order_by, skip=skip, limit=limit, columns=columns, source=source,
-        dialect=conn.dialect.name,
-    )  # fmt: skip
-    if columns is not None:
-        return fetch_raw(conn, stmt)
-    return list(conn.execute(stmt).all())
-
-
 def page_statement(
     state: TableState,
     view: ColumnElement[bool],
@@ -170,7 +141,14 @@ def page_statement(
     columns: Sequence[ColumnElement[Any]] | None = None,
     source: FromClause | None = None,
 ) -> sa.Select[Any]:
-    """The SELECT of :func:`query_rows`, for a caller that runs it itself."""
+    """One page of rows matching ``where`` inside the view, in ``table.c`` order.
+
+    Run it for plain rows (not mappings: the page renderer reads them by position, see
+    ``_items``). On SQLite and PostgreSQL, timestamps come back as wire text (SQLite's
+    stored text, PostgreSQL's ``to_char``): parsing them into datetimes to format them back
+    cost more than the rest of the row. ``columns`` selects something else for each row,
+    from ``source`` (``_page_json``), rows to read with :func:`fetch_raw`.
+    """
     if columns is None:
         columns = _page_columns(state.table, dialect)
     stmt = sa.select(*columns).select_from(state.table if source is None else source)
@@ -209,20 +187,10 @@ def wire_text(column: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
     )
 
 
-def count_rows(
-    conn: Connection,
-    state: TableState,
-    view: ColumnElement[bool],
-    where: Sequence[ColumnElement[bool]],
-) -> int:
-    """How many rows match ``where`` inside the view (ignoring paging)."""
-    return int(conn.execute(count_statement(state, view, where)).scalar_one())
-
-
 def count_statement(
     state: TableState, view: ColumnElement[bool], where: Sequence[ColumnElement[bool]]
 ) -> sa.Select[Any]:
-    """The SELECT of :func:`count_rows`: one row, the count."""
+    """How many rows match ``where`` inside the view (ignoring paging): one row, the count."""
     return sa.select(sa.func.count()).select_from(state.table).where(view, *where)
 
 
