@@ -44,8 +44,8 @@ def test_deep_keyset_page_is_an_index_range(
     # The page query is awaited on the event loop (``_loop_reads``): record what it sends.
     compile_query = LoopReads._query
 
-    def capture(reads: LoopReads, statement: Any) -> Any:
-        query = compile_query(reads, statement)
+    def capture(reads: LoopReads, statement: Any, values: Any) -> Any:
+        query = compile_query(reads, statement, values)
         captured.append(query)
         return query
 

@@ -78,7 +78,7 @@ def test_page_items_match_the_general_renderer(make_client: MakeClient) -> None:
     with service.schema.engine.connect() as conn:
         general = conn.execute(sa.select(table).order_by(table.c.id)).all()
         statement = repo.page_statement(
-            state, sa.true(), [], [table.c.id], skip=0, limit=10, dialect=conn.dialect.name
+            table, sa.true(), [], [table.c.id], skip=0, limit=10, dialect=conn.dialect.name
         )
         page = conn.execute(statement).all()
     assert len(page) == 3
@@ -201,7 +201,7 @@ def test_json_page_is_byte_identical_to_the_python_page(db_url: str, version: Ap
         assert json_page is not None  # the table takes the JSON path
         with app.state.tablesync.schema.engine.connect() as conn:
             page = functools.partial(
-                repo.page_statement, state, sa.true(), [], [table.c.id], skip=0, limit=10,
+                repo.page_statement, table, sa.true(), [], [table.c.id], skip=0, limit=10,
                 dialect=conn.dialect.name,
             )  # fmt: skip
             plain = conn.execute(page()).all()

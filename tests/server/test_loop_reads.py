@@ -180,7 +180,7 @@ def test_statements_rendered_when_they_run_are_declined(postgres_url: str) -> No
     async def fetch(statement: sa.Select[Any]) -> Any:
         await reads.open()
         try:
-            return await reads.fetch([statement])
+            return await reads.fetch([(statement, {})])
         finally:
             await reads.close()
 
@@ -312,3 +312,29 @@ def test_an_unreachable_database_answers_503_at_once_and_reads_resume(
                 assert response.status_code == 200, response.text
     finally:
         relay.close()
+
+
+def test_statements_of_public_tables_are_kept_and_callers_views_are_not(
+    started: Any,
+) -> None:
+    from tablesync.server import _item_reads, _querying
+
+    notes = Table("notes", columns=NOTES, view=_owner_view)
+    client = started(tables=[Table("open", columns=NOTES, page_size=2), notes])
+    for n in range(4):
+        body = {"id": f"o-{n}", "n": n}
+        assert client.post("/tables/open", json=body, headers=V3).status_code == 201
+    _querying._page_statement.cache_clear()
+    _item_reads._item_statement.cache_clear()
+    pages = [client.get(f"/tables/open?$skip={skip}", headers=V3).json() for skip in (0, 2)]
+    assert [[item["id"] for item in page["items"]] for page in pages] == [
+        ["o-0", "o-1"], ["o-2", "o-3"]
+    ]  # fmt: skip
+    assert _querying._page_statement.cache_info().hits == 1  # one statement, two $skip values
+    for n in range(2):
+        assert client.get(f"/tables/open/o-{n}", headers=V3).json()["n"] == n
+    assert _item_reads._item_statement.cache_info().hits == 1
+    misses = _querying._page_statement.cache_info().misses
+    _insert(client, "ann", 1)
+    assert client.get("/tables/notes", headers={**V3, "x-owner": "ann"}).status_code == 200
+    assert _querying._page_statement.cache_info().misses == misses  # built, not kept

@@ -8,18 +8,39 @@ statement adds what the preconditions and headers read (version, deleted, update
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 
 from ..protocol import ApiVersion
 from . import _page_json as page_json
 from ._errors import NotFound
 from ._loop_reads import LoopReads
+from ._querying import kept
 from ._replies import Reply, entity_headers, missing
 from ._repository import Preconditions
 from ._service import TableService
+
+_ID = "ts_id"
+
+
+@functools.lru_cache(maxsize=256)
+def _item_statement(
+    view: ColumnElement[bool], table: sa.Table, json_item: page_json.JsonSelect
+) -> sa.Select[Any]:
+    """An item's JSON (as a page writes it) and the columns its headers read.
+
+    The id is a parameter, given when the statement runs.
+    """
+    item_text = json_item.columns[page_json.ITEM]
+    return (
+        sa.select(item_text, table.c.version, table.c.deleted, table.c.updatedAt)
+        .select_from(json_item.source)
+        .where(table.c.id == sa.bindparam(_ID, type_=table.c.id.type), view)
+    )
 
 
 async def read_on_loop(
@@ -44,14 +65,9 @@ async def read_on_loop(
     json_item = page_json.page_select(state.table, tuple(state.kinds), version, dialect)
     if json_item is None:
         return None
-    table = state.table
-    item_text = json_item.columns[page_json.ITEM]
-    statement = (
-        sa.select(item_text, table.c.version, table.c.deleted, table.c.updatedAt)
-        .select_from(json_item.source)
-        .where(table.c.id == item_id, service.view(request, state))
-    )
-    results = await reads.fetch([statement])
+    view = service.view(request, state)
+    statement = kept(_item_statement, view)(view, state.table, json_item)
+    results = await reads.fetch([(statement, {_ID: item_id})])
     if results is None:
         return None
     if not results[0]:

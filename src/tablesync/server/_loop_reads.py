@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -95,8 +95,12 @@ class LoopReads:
         """Whether reads can be awaited on the running loop (the pool's own)."""
         return self._pool is not None and asyncio.get_running_loop() is self._loop
 
-    async def fetch(self, statements: Sequence[sa.Select[Any]]) -> list[Rows] | None:
+    async def fetch(
+        self, statements: Sequence[tuple[sa.Select[Any], Mapping[str, Any]]]
+    ) -> list[Rows] | None:
         """Each statement's rows, run in order on one connection; ``None``: run them elsewhere.
+
+        Each statement comes with the values of its named parameters (``sa.bindparam``).
 
         A connection found dead (the database restarted while it sat in the pool) is
         replaced and the reads run again, once: they change nothing. No connection within
@@ -108,7 +112,7 @@ class LoopReads:
         from psycopg_pool import PoolTimeout
 
         assert self._pool is not None
-        queries = [self._query(statement) for statement in statements]
+        queries = [self._query(statement, values) for statement, values in statements]
         if any(query is None for query in queries):
             return None
         for attempt in (1, 2):
@@ -133,7 +137,9 @@ class LoopReads:
                 ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _query(self, statement: sa.Select[Any]) -> tuple[str, dict[str, Any]] | None:
+    def _query(
+        self, statement: sa.Select[Any], values: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
         """The SQL text and parameters of ``statement``, or ``None`` if it cannot run here."""
         key = statement._generate_cache_key()
         if key is None:  # a construct that cannot be cached: not worth compiling each time
@@ -141,7 +147,8 @@ class LoopReads:
         compiled = self._compiled_for(statement, key)
         if compiled is None:
             return None
-        params = dict(compiled.construct_params(extracted_parameters=key.bindparams) or {})
+        extracted = key.bindparams
+        params = dict(compiled.construct_params(values, extracted_parameters=extracted) or {})
         for name, process in compiled._bind_processors.items():  # type: ignore[attr-defined]
             if name in params:
                 params[name] = process(params[name])

@@ -130,13 +130,13 @@ def read_row(
 
 
 def page_statement(
-    state: TableState,
+    table: sa.Table,
     view: ColumnElement[bool],
     where: Sequence[ColumnElement[bool]],
     order_by: Sequence[ColumnElement[Any]],
     *,
-    skip: int,
-    limit: int,
+    skip: int | ColumnElement[int],
+    limit: int | ColumnElement[int],
     dialect: str,
     columns: Sequence[ColumnElement[Any]] | None = None,
     source: FromClause | None = None,
@@ -147,21 +147,24 @@ def page_statement(
     ``_items``). On SQLite and PostgreSQL, timestamps come back as wire text (SQLite's
     stored text, PostgreSQL's ``to_char``): parsing them into datetimes to format them back
     cost more than the rest of the row. ``columns`` selects something else for each row,
-    from ``source`` (``_page_json``), rows to read with :func:`fetch_raw`.
+    from ``source`` (``_page_json``), rows to read with :func:`fetch_raw`. ``skip`` and
+    ``limit`` may be parameters, given when it runs.
     """
     if columns is None:
-        columns = _page_columns(state.table, dialect)
-    stmt = sa.select(*columns).select_from(state.table if source is None else source)
+        columns = _page_columns(table, dialect)
+    stmt = sa.select(*columns).select_from(table if source is None else source)
     return stmt.where(view, *where).order_by(*order_by).offset(skip).limit(limit)
 
 
-def fetch_raw(conn: Connection, stmt: sa.Select[Any]) -> list[Any]:
+def fetch_raw(
+    conn: Connection, stmt: sa.Select[Any], values: Mapping[str, Any] | None = None
+) -> list[Any]:
     """The driver's own row tuples of ``stmt``, for rows that need no result processing.
 
     A SQLAlchemy ``Row`` per row cost a third as much as a JSON page's statement (0.4 of
-    1.4 ms for 1,000 rows).
+    1.4 ms for 1,000 rows). ``values``: those of its parameters.
     """
-    with contextlib.closing(conn.execute(stmt)) as result:
+    with contextlib.closing(conn.execute(stmt, values)) as result:
         return list(result.cursor.fetchall())
 
 
@@ -188,10 +191,10 @@ def wire_text(column: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
 
 
 def count_statement(
-    state: TableState, view: ColumnElement[bool], where: Sequence[ColumnElement[bool]]
+    table: sa.Table, view: ColumnElement[bool], where: Sequence[ColumnElement[bool]]
 ) -> sa.Select[Any]:
     """How many rows match ``where`` inside the view (ignoring paging): one row, the count."""
-    return sa.select(sa.func.count()).select_from(state.table).where(view, *where)
+    return sa.select(sa.func.count()).select_from(table).where(view, *where)
 
 
 def insert(
