@@ -17,17 +17,16 @@ from starlette.requests import Request
 
 from ..protocol import ApiVersion
 from . import _page_json as page_json
+from . import _repository as repo
 from ._errors import NotFound
 from ._loop_reads import LoopReads
-from ._querying import kept
 from ._replies import Reply, entity_headers, missing
-from ._repository import Preconditions
 from ._service import TableService
 
 _ID = "ts_id"
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=repo.KEPT_STATEMENTS)
 def _item_statement(
     view: ColumnElement[bool], table: sa.Table, json_item: page_json.JsonSelect
 ) -> sa.Select[Any]:
@@ -50,7 +49,7 @@ async def read_on_loop(
     key: str,
     item_id: str,
     version: ApiVersion,
-    pre: Preconditions,
+    pre: repo.Preconditions,
     include_deleted: bool,
 ) -> Reply | None:
     """:meth:`TableService.read`'s answer; ``None`` when it needs a worker thread.
@@ -66,7 +65,7 @@ async def read_on_loop(
     if json_item is None:
         return None
     view = service.view(request, state)
-    statement = kept(_item_statement, view)(view, state.table, json_item)
+    statement = repo.kept(_item_statement, view)(view, state.table, json_item)
     results = await reads.fetch([(statement, {_ID: item_id})])
     if results is None:
         return None

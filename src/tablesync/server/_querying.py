@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -60,7 +60,7 @@ class PageQuery:
         options = self.options
         after = options.after
         directions = None if after is None else keyset_order(options.order_by)
-        statement = kept(_page_statement, self.view)(
+        statement = repo.kept(_page_statement, self.view)(
             self.view, self.state.table, self.json_page if as_json else None,
             _Same(options.filter), _Same(options.order_by), self.hide_deleted, directions,
             self.dialect,
@@ -78,28 +78,13 @@ class PageQuery:
         """
         if not self.options.count:
             return None
-        statement = kept(_count_statement, self.view)(
+        statement = repo.kept(_count_statement, self.view)(
             self.view, self.state.table, _Same(self.options.filter), self.hide_deleted
         )
         return statement, {}
 
 
-def kept(build: Callable[..., T], view: ColumnElement[bool]) -> Callable[..., T]:
-    """``build`` with its statements kept by their arguments, when ``view`` allows.
-
-    A kept statement is one object for every request of its shape, its values parameters:
-    SQLAlchemy then finds its cache key (and its compiled SQL) memoized on it, where a new
-    statement cost more to key than to build (~100 µs for a JSON page on PostgreSQL, a
-    tenth of the request; docs/benchmarks.md). A view of the caller's own rows holds the
-    caller's values: that statement is built for its request alone.
-    """
-    return build if view is sa.true() or view is sa.false() else build.__wrapped__  # type: ignore[attr-defined]
-
-
-_KEPT_STATEMENTS = 256
-
-
-@functools.lru_cache(maxsize=_KEPT_STATEMENTS)
+@functools.lru_cache(maxsize=repo.KEPT_STATEMENTS)
 def _page_statement(
     view: ColumnElement[bool],
     table: sa.Table,
@@ -123,7 +108,7 @@ def _page_statement(
     )  # fmt: skip
 
 
-@functools.lru_cache(maxsize=_KEPT_STATEMENTS)
+@functools.lru_cache(maxsize=repo.KEPT_STATEMENTS)
 def _count_statement(
     view: ColumnElement[bool], table: sa.Table, filter_expr: _Same, hide_deleted: bool
 ) -> sa.Select[Any]:
@@ -247,7 +232,6 @@ def answer_query(
 
 
 Items = list[dict[str, Any]] | orjson.Fragment
-T = TypeVar("T")
 
 
 def _json_page(
