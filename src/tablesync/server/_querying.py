@@ -28,7 +28,7 @@ from ._service import TableService
 
 #: A statement and the values of its named parameters (the request's own values).
 Statement = tuple[sa.Select[Any], dict[str, Any]]
-# The parameters of a kept page statement (see ``_kept``).
+# The parameters of a kept page statement (see ``repo.kept``).
 _SKIP, _LIMIT, _AFTER_STAMP, _AFTER_ID = "ts_skip", "ts_limit", "ts_after_stamp", "ts_after_id"
 
 

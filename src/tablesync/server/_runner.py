@@ -12,7 +12,9 @@ Single-request writes that reach one process together also commit together
 each write in its own savepoint.
 
 PostgreSQL statements wait on the network and on the server, so they keep to worker threads:
-``READ_THREADS`` reading and ``WRITE_THREADS`` writing per process.
+``READ_THREADS`` reading and ``WRITE_THREADS`` writing per process. Page queries and reads by
+id are awaited on the event loop instead where they can be (``_loop_reads``); they come here
+when they cannot.
 """
 
 from __future__ import annotations
