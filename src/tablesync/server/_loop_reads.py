@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 #: Enough to keep the database busy while the process renders pages: two workers on this
 #: 2-core machine served as many page queries with 2 as with 8, but at 8 their p99 was
 #: 49-56 ms against 20-35 ms, the database's processes crowding the workers out of the CPU;
-#: one worker lost 7% with 2 (docs/benchmarks.md, "Reads on the event loop").
+#: one worker lost 7% with 2 (docs/benchmarks.md, "PostgreSQL reads on the event loop").
 POOL_SIZE = 4
 #: How long a read waits for a pooled connection before it takes a worker thread instead.
 #: Under load a wait is a few milliseconds. While the database is unreachable the pool
