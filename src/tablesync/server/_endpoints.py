@@ -6,7 +6,8 @@ Where that work runs (the loop itself for SQLite, a worker thread else) is ``_ru
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
@@ -59,6 +60,21 @@ class Endpoints:
         self.runner = DatabaseRunner(service.schema.engine, service.write_together)
         self.loop_reads = loop_reads_for(service.schema.engine) if loop_reads else None
 
+    async def _on_loop(
+        self,
+        read: Callable[..., Awaitable[Reply | None]],
+        request: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Reply | None:
+        """``read``'s reply, awaited on the event loop (``_loop_reads``).
+
+        ``None``: take a worker thread (no loop reads here, or ``read`` declined).
+        """
+        if self.loop_reads is None or not self.loop_reads.here():
+            return None
+        return await read(self.loop_reads, self.service, request, *args, **kwargs)
+
     async def _authorize(self, request: Request, key: str, operation: Operation) -> None:
         """Authenticate the caller (kept in ``request.state.principal``) and check access.
 
@@ -88,15 +104,11 @@ class Endpoints:
             "include_deleted": include_deleted(request),
             "path_only": "nextlink=path" in zumo_options(request),
         }
-        if self.loop_reads is not None and self.loop_reads.here():
-            on_loop = await query_on_loop(
-                self.loop_reads, self.service, request, key, version, options, **shown
+        reply = await self._on_loop(query_on_loop, request, key, version, options, **shown)
+        if reply is None:
+            reply = await self.runner.read(
+                run_query, self.service, request, key, version, options, **shown
             )
-            if on_loop is not None:
-                return on_loop.to_response()
-        reply = await self.runner.read(
-            run_query, self.service, request, key, version, options, **shown
-        )
         return reply.to_response()
 
     async def item(self, request: Request) -> Response:
@@ -109,11 +121,9 @@ class Endpoints:
         item_id = checked_id(raw_id or "")
         if method in ("GET", "HEAD"):
             shown = (key, item_id, version, preconditions(request), include_deleted(request))
-            if self.loop_reads is not None and self.loop_reads.here():
-                on_loop = await read_on_loop(self.loop_reads, self.service, request, *shown)
-                if on_loop is not None:
-                    return on_loop.to_response()
-            reply = await self.runner.read(self.service.read, request, *shown)
+            reply = await self._on_loop(read_on_loop, request, *shown)
+            if reply is None:
+                reply = await self.runner.read(self.service.read, request, *shown)
             return reply.to_response()
         check_verb(method, version, item_id)
         write = await self._write_request(request, key, version, item_id)

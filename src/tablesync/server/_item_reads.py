@@ -18,10 +18,9 @@ from starlette.requests import Request
 from ..protocol import ApiVersion
 from . import _page_json as page_json
 from . import _repository as repo
-from ._errors import NotFound
 from ._loop_reads import LoopReads
-from ._replies import Reply, entity_headers, missing
-from ._service import TableService
+from ._replies import Reply, entity_headers
+from ._service import TableService, read_status
 
 _ID = "ts_id"
 
@@ -57,8 +56,8 @@ async def read_on_loop(
     As for a page (``_querying.query_on_loop``): a table whose columns may change, or one
     whose items the database cannot write as JSON, takes the thread.
     """
-    state = service.schema.cached(key)
-    if state is None or service.schema.is_dynamic(key):
+    state = service.fixed_state(key)
+    if state is None:
         return None
     dialect = service.schema.engine.dialect
     json_item = page_json.page_select(state.table, tuple(state.kinds), version, dialect)
@@ -69,15 +68,14 @@ async def read_on_loop(
     results = await reads.fetch([(statement, {_ID: item_id})])
     if results is None:
         return None
-    if not results[0]:
-        raise NotFound("The item does not exist")
-    item, row_version, deleted, updated = results[0][0]
-    if deleted and not include_deleted:
-        raise missing(410, version)
-    # psycopg gives the time in the session's time zone; the headers are written in UTC.
-    updated = updated.astimezone(dt.UTC)
-    row: dict[str, Any] = {"id": item_id, "version": row_version, "updatedAt": updated}
-    status = pre.failure(row, write=False) or 200
+    row: dict[str, Any] | None = None
+    if results[0]:
+        item, row_version, deleted, updated = results[0][0]
+        # psycopg gives the time in the session's time zone; the headers are written in UTC.
+        updated = updated.astimezone(dt.UTC)
+        row = {"id": item_id, "version": row_version, "deleted": deleted, "updatedAt": updated}
+    status = read_status(row, version, pre, include_deleted)
+    assert row is not None  # read_status raised otherwise
     headers = entity_headers(status, row, version, request, state)
     if status == 304:
         return Reply(304, None, headers)

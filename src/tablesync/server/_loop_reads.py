@@ -112,18 +112,19 @@ class LoopReads:
         from psycopg_pool import PoolTimeout
 
         assert self._pool is not None
-        queries = [self._query(statement, values) for statement, values in statements]
-        if any(query is None for query in queries):
-            return None
+        queries = []
+        for statement, values in statements:
+            query = self._query(statement, values)
+            if query is None:
+                return None
+            queries.append(query)
         for attempt in (1, 2):
             conn: AsyncConnection[Any] | None = None
-            sql, params = queries[0]  # type: ignore[misc]
+            sql, params = queries[0]
             try:
                 async with self._pool.connection() as conn:
                     results = []
-                    for query in queries:
-                        assert query is not None
-                        sql, params = query
+                    for sql, params in queries:
                         cursor = await conn.execute(sql, params)
                         results.append(await cursor.fetchall())
                     return results

@@ -188,8 +188,8 @@ async def query_on_loop(
     (the registry is read first), a page rendered in Python, or a statement ``reads`` cannot
     run. A JSON page's rows need no result processing; PostgreSQL's are always canonical.
     """
-    state = service.schema.cached(key)
-    if state is None or service.schema.is_dynamic(key):
+    state = service.fixed_state(key)
+    if state is None:
         return None
     plan = plan_query(service, request, state, version, options, include_deleted=include_deleted)
     if plan.json_page is None:

@@ -373,6 +373,15 @@ class TableService:
                 state = self.schema.refresh(conn, key)
         return state
 
+    def fixed_state(self, key: str) -> TableState | None:
+        """The state of table ``key`` when its columns cannot change, known without I/O.
+
+        ``None`` for a table that may gain columns (its registry is read first, on a
+        connection) or that this process does not know.
+        """
+        state = self.schema.cached(key)
+        return None if state is None or self.schema.is_dynamic(key) else state
+
     def require(self, key: str, batch: WriteBatch | None = None) -> TableState:
         """The state of table ``key``, or 404."""
         state = self.state(key, batch)
@@ -839,14 +848,25 @@ class TableService:
         state = self.require(key)
         with self.schema.reader.connect() as conn:
             row = repo.read_row(conn, state, self.view(request, state), item_id)
-        if row is None:
-            raise NotFound("The item does not exist")
-        if row["deleted"] and not include_deleted:
-            raise missing(410, version)
-        status = pre.failure(row, write=False)
+        status = read_status(row, version, pre, include_deleted)
+        assert row is not None  # read_status raised otherwise
         if status == 304:
             return Reply(304, None, item_reply(200, state, row, version, request).headers)
-        return item_reply(status or 200, state, row, version, request)
+        return item_reply(status, state, row, version, request)
+
+
+def read_status(
+    row: repo.Row | None, version: ApiVersion, pre: repo.Preconditions, include_deleted: bool
+) -> int:
+    """A read's status for the stored ``row``: 200, 304 or 412; 404 and 410 are raised.
+
+    ``row`` needs ``deleted`` and what the preconditions read (``version``, ``updatedAt``).
+    """
+    if row is None:
+        raise NotFound("The item does not exist")
+    if row["deleted"] and not include_deleted:
+        raise missing(410, version)
+    return pre.failure(row, write=False) or 200
 
 
 def _item_write(action: Action, conn: Connection, state: TableState) -> tuple[Reply, bool]:
