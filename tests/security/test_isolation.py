@@ -259,6 +259,35 @@ def test_admin_role_sees_every_row(probed: TestClient) -> None:
     assert {row["owner"] for row in rows} == {"alice", "bob"}
 
 
+def test_one_kept_statement_serves_every_owner_each_run_bound_to_its_caller(
+    probed: TestClient,
+) -> None:
+    """Statements of owner views are kept per shape with the owner a named parameter
+    (``_repository.kept``): a wrong binding would show one caller another's rows."""
+    from tablesync.server import _item_reads, _querying, _repository
+
+    def hits() -> tuple[int, int]:
+        item_reads = (_item_reads._item_statement, _repository._read_statement)
+        return _querying._page_statement.cache_info().hits, sum(
+            read.cache_info().hits for read in item_reads
+        )
+
+    page_hits, read_hits = hits()
+    query = {"$filter": "n ge 0", "$orderby": "id", "$count": "true"}
+    for user, ids in [("alice", ["a1", "a2"]), ("bob", ["b1"]), ("alice", ["a1", "a2"])]:
+        page = probed.get("/tables/notes", params=query, headers=bearer(user)).json()
+        assert [item["id"] for item in page["items"]] == ids
+        assert page["count"] == {"alice": 3, "bob": 1}[user]
+        # A read by id (on the event loop on PostgreSQL, else ``read_row``) after the other.
+        for item_id in ("a1", "b1"):
+            response = probed.get(f"/tables/notes/{item_id}", headers=bearer(user))
+            assert response.status_code == (200 if item_id[0] == user[0] else 404)
+    # The second and third callers' pages, and five of the six reads, reused a statement.
+    now_page_hits, now_read_hits = hits()
+    assert now_page_hits >= page_hits + 2
+    assert now_read_hits >= read_hits + 5
+
+
 ANONYMOUS_ROUTES = [
     pytest.param("GET", "/tables/notes", id="query"),
     pytest.param("HEAD", "/tables/notes", id="head"),

@@ -137,6 +137,52 @@ def test_incremental_pull_by_updated_at_sees_every_row_once(filled: Any) -> None
     assert sorted(seen) == sorted(set(seen)) and len(seen) == ROWS + 2 - 2
 
 
+# Filters of one shape with other values, and which rows (by n, live rows t00..t22 without
+# t03 and t04) each must match. The page is the first 10 by id; the count is all of them.
+_SHAPES = {
+    "count eq {0}": [(v, lambda n, v=v: n % 5 == v) for v in (0, 3, 4)],
+    "count ge {0} and text ne 'item {1}'": [
+        ((1, 7), lambda n: n % 5 >= 1 and n != 7),
+        ((4, 9), lambda n: n % 5 >= 4 and n != 9),
+    ],
+    "count in ({0}, {1})": [
+        ((0, 2), lambda n: n % 5 in (0, 2)),
+        ((3, 1), lambda n: n % 5 in (3, 1)),
+    ],
+    "due gt cast(2024-01-{0:02d}T00:00:00Z,Edm.DateTimeOffset)": [
+        (v, lambda n, v=v: n + 1 > v) for v in (5, 20)
+    ],
+    "substring(text, {0}) eq '{1}'": [
+        ((5, "1"), lambda n: str(n) == "1"),
+        ((6, ""), lambda n: n < 10),
+    ],
+}
+
+
+def test_filters_of_one_shape_share_one_statement_each_bound_to_its_values(filled: Any) -> None:
+    """A page statement is kept per filter shape (``_shapes``), values bound at each run: a
+    wrong binding would answer one request with another's values."""
+    from tablesync.server import _querying, _shapes
+
+    _querying._page_statement.cache_clear()
+    _shapes.named.cache_clear()
+    for template, cases in _SHAPES.items():
+        for values, matches in cases:
+            text = (
+                template.format(*values) if isinstance(values, tuple) else template.format(values)
+            )
+            response = filled.get(
+                "/tables/todo", params={"$filter": text, "$count": "true"}, headers=V3
+            )
+            assert response.status_code == 200, (text, response.text)
+            expected = [f"t{n:02d}" for n in range(ROWS) if n not in (3, 4) and matches(n)]
+            page = response.json()
+            assert [item["id"] for item in page["items"]] == expected[:10], text
+            assert page["count"] == len(expected), text
+    assert _shapes.named.cache_info().misses == len(_SHAPES)
+    assert _querying._page_statement.cache_info().misses == len(_SHAPES)
+
+
 def test_top_zero_and_skip_past_the_end(filled: Any) -> None:
     assert filled.get("/tables/todo?$top=0", headers=V3).json() == {
         "items": [],

@@ -7,12 +7,14 @@ a row outside the caller's view behaves as if it did not exist on every path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ColumnElement
 
 from .._exceptions import ServerConfigError
 from ._auth import Forbidden, Principal, Unauthorized
@@ -113,7 +115,7 @@ class Access:
             return sa.true()
         if principal is None:
             return sa.false()
-        return table.c[self.owner_column] == principal.user_id
+        return owner_view(table.c[self.owner_column], principal.user_id)
 
     def is_admin(self, principal: Principal | None) -> bool:
         """Whether ``principal`` holds the admin role (sees every row)."""
@@ -192,3 +194,35 @@ def secure_openapi(
             responses.setdefault("401", _UNAUTHORIZED)
             responses.setdefault("403", _FORBIDDEN)
     return document
+
+
+#: The named parameter of an owner view: the caller's user id.
+_OWNER = "ts_owner"
+
+
+def owner_view(column: sa.Column[Any], user_id: str) -> ColumnElement[bool]:
+    """The rows ``user_id`` owns: ``column`` holds it.
+
+    The id is a named parameter, so that a statement holding this view can be kept for
+    every caller (``_repository.kept``); a statement built for one request carries it.
+    """
+    return column == sa.bindparam(_OWNER, user_id, type_=column.type)
+
+
+def owned_by(view: ColumnElement[bool]) -> tuple[ColumnElement[bool], dict[str, Any]] | None:
+    """An :func:`owner_view` as the one view shared by all owners and its values to bind.
+
+    ``None`` for any other view.
+    """
+    if not isinstance(view, BinaryExpression) or view.operator is not operators.eq:
+        return None
+    column, owner = view.left, view.right
+    if not isinstance(owner, BindParameter) or owner.key != _OWNER:
+        return None
+    assert isinstance(column, sa.Column)
+    return _any_owner(column), {_OWNER: owner.value}
+
+
+@functools.lru_cache(maxsize=256)
+def _any_owner(column: sa.Column[Any]) -> ColumnElement[bool]:
+    return column == sa.bindparam(_OWNER, type_=column.type, required=True)

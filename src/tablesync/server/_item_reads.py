@@ -64,8 +64,8 @@ async def read_on_loop(
     if json_item is None:
         return None
     view = service.view(request, state)
-    statement = repo.kept(_item_statement, view)(view, state.table, json_item)
-    results = await reads.fetch([(statement, {_ID: item_id})])
+    statement, values = repo.kept(_item_statement, view, state.table, json_item)
+    results = await reads.fetch([(statement, {**values, _ID: item_id})])
     if results is None:
         return None
     row: dict[str, Any] | None = None

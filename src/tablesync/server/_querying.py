@@ -25,6 +25,7 @@ from ._query import compile_filter, compile_order_by
 from ._replies import Reply
 from ._schema import SYSTEM_COLUMNS, TableState
 from ._service import TableService
+from ._shapes import Shape, named, shape_of
 
 #: A statement and the values of its named parameters (the request's own values).
 Statement = tuple[sa.Select[Any], dict[str, Any]]
@@ -48,6 +49,10 @@ class PageQuery:
     take: int
     json_page: page_json.JsonSelect | None
     view: ColumnElement[bool]
+    #: The filter: its shape (values bound by name), or itself, or ``None``.
+    filter: Shape | _Same | None
+    #: The values of the filter's shape.
+    filter_values: Mapping[str, Any]
     hide_deleted: bool
     dialect: str
 
@@ -60,12 +65,12 @@ class PageQuery:
         options = self.options
         after = options.after
         directions = None if after is None else keyset_order(options.order_by)
-        statement = repo.kept(_page_statement, self.view)(
-            self.view, self.state.table, self.json_page if as_json else None,
-            _Same(options.filter), _Same(options.order_by), self.hide_deleted, directions,
-            self.dialect,
+        statement, values = repo.kept(
+            _page_statement, self.view, self.state.table, self.json_page if as_json else None,
+            self.filter, _Same(options.order_by), self.hide_deleted, directions, self.dialect,
         )  # fmt: skip
-        values: dict[str, Any] = {_SKIP: options.skip, _LIMIT: self.take + 1}
+        values.update(self.filter_values)
+        values.update({_SKIP: options.skip, _LIMIT: self.take + 1})
         if after is not None:
             values[_AFTER_STAMP] = stamp_datetime(after.updated_ms)
             values[_AFTER_ID] = after.item_id
@@ -78,10 +83,11 @@ class PageQuery:
         """
         if not self.options.count:
             return None
-        statement = repo.kept(_count_statement, self.view)(
-            self.view, self.state.table, _Same(self.options.filter), self.hide_deleted
+        statement, values = repo.kept(
+            _count_statement, self.view, self.state.table, self.filter, self.hide_deleted
         )
-        return statement, {}
+        values.update(self.filter_values)
+        return statement, values
 
 
 @functools.lru_cache(maxsize=repo.KEPT_STATEMENTS)
@@ -89,13 +95,13 @@ def _page_statement(
     view: ColumnElement[bool],
     table: sa.Table,
     json_page: page_json.JsonSelect | None,
-    filter_expr: _Same,
+    filter_key: Shape | _Same | None,
     order_by: _Same,
     hide_deleted: bool,
     keyset: tuple[bool, bool] | None,
     dialect: str,
 ) -> sa.Select[Any]:
-    where = _where(table, filter_expr.value, hide_deleted)  # type: ignore[arg-type]
+    where = _where(table, filter_key, hide_deleted)
     if keyset is not None:
         where.append(_after(table, keyset))
     return repo.page_statement(
@@ -110,9 +116,9 @@ def _page_statement(
 
 @functools.lru_cache(maxsize=repo.KEPT_STATEMENTS)
 def _count_statement(
-    view: ColumnElement[bool], table: sa.Table, filter_expr: _Same, hide_deleted: bool
+    view: ColumnElement[bool], table: sa.Table, filter_key: Shape | _Same | None, hide_deleted: bool
 ) -> sa.Select[Any]:
-    where = _where(table, filter_expr.value, hide_deleted)  # type: ignore[arg-type]
+    where = _where(table, filter_key, hide_deleted)
     return repo.count_statement(table, view, where)
 
 
@@ -128,6 +134,7 @@ def plan_query(
     """The page query ``options`` ask of ``state``, as the caller may see it (400s raised)."""
     dialect = service.schema.engine.dialect
     select = _resolve_select(state, options.select)
+    filter_key, filter_values = _filter_key(options.filter, state.table)
     return PageQuery(
         state=state,
         version=version,
@@ -136,6 +143,8 @@ def plan_query(
         take=_page_rows(state, version, options, include_deleted),
         json_page=None if select else _json_page(state, version, dialect),
         view=service.view(request, state),
+        filter=filter_key,
+        filter_values=filter_values,
         hide_deleted=not include_deleted and state.config.soft_delete,
         dialect=dialect.name,
     )
@@ -292,10 +301,30 @@ def _page_reply(
     return Reply(200, dumps(body), headers)
 
 
-def _where(table: sa.Table, expr: Expr | None, hide_deleted: bool) -> list[ColumnElement[bool]]:
+def _filter_key(
+    expr: Expr | None, table: sa.Table
+) -> tuple[Shape | _Same | None, Mapping[str, Any]]:
+    """The key a statement holding the filter ``expr`` is kept by, and the values it binds.
+
+    A filter is kept by its shape (``_shapes``), else by the very same compiled filter.
+    """
+    if expr is None:
+        return None, {}
+    sql = _compiled_filter(expr, table)
+    shaped = shape_of(sql)
+    return (_Same(sql), {}) if shaped is None else shaped
+
+
+def _where(
+    table: sa.Table, filter_key: Shape | _Same | None, hide_deleted: bool
+) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
-    if expr is not None:
-        where.append(_compiled_filter(expr, table))
+    if isinstance(filter_key, Shape):
+        sql = named(filter_key)
+        assert sql is not None  # shape_of made sure
+        where.append(sql)
+    elif filter_key is not None:
+        where.append(filter_key.value)  # type: ignore[arg-type]
     if hide_deleted:
         where.append(table.c.deleted == sa.false())
     return where

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from ._access import owned_by
 from ._clock import advanced_stamp, advancing, new_version, next_stamp, now_ms
 from ._engine import (
     can_defer,
@@ -123,8 +124,8 @@ def read_row(
     lock: bool = False,
 ) -> RowMapping | None:
     """The stored row of ``item_id`` inside the view, or ``None``."""
-    statement = kept(_read_statement, view)(view, state.table, lock)
-    return conn.execute(statement, {_ITEM_ID: item_id}).mappings().first()
+    statement, values = kept(_read_statement, view, state.table, lock)
+    return conn.execute(statement, {**values, _ITEM_ID: item_id}).mappings().first()
 
 
 #: Statements kept per shape (:func:`kept`), per builder.
@@ -132,19 +133,26 @@ KEPT_STATEMENTS = 256
 _ITEM_ID = "ts_id"
 
 
-def kept(build: Callable[..., T], view: ColumnElement[bool]) -> Callable[..., T]:
-    """``build`` (an ``lru_cache`` of statements) kept by its arguments, when ``view`` allows.
+def kept(
+    build: Callable[..., T], view: ColumnElement[bool], *args: Any
+) -> tuple[T, dict[str, Any]]:
+    """``build(view, *args)``, kept per shape when ``view`` allows, and the view's values.
 
-    A kept statement is one object for every request of its shape, the request's values
-    its named parameters: SQLAlchemy then finds its cache key (and its compiled SQL)
-    memoized on it, where a new statement cost more to key than to build (~100 µs for a
-    JSON page on PostgreSQL, a tenth of the request; docs/benchmarks.md). A view of the
-    caller's own rows holds the caller's values: that statement is built for its request
-    alone.
+    ``build`` is an ``lru_cache`` of statements. A kept statement is one object for every
+    request of its shape, the request's values its named parameters: SQLAlchemy then finds
+    its cache key (and its compiled SQL) memoized on it, where a new statement cost more to
+    key than to build (~100 µs for a JSON page on PostgreSQL, a tenth of the request;
+    docs/benchmarks.md). An owner view is kept with its caller's id left out, returned as
+    the value to bind at each run. Any other view (an application's view function) may
+    hold anything: that statement is built for its request alone.
     """
     if view is sa.true() or view is sa.false():
-        return build
-    return build.__wrapped__  # type: ignore[attr-defined,no-any-return]
+        return build(view, *args), {}
+    owner = owned_by(view)
+    if owner is not None:
+        shared, values = owner
+        return build(shared, *args), values
+    return build.__wrapped__(view, *args), {}  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=KEPT_STATEMENTS)
