@@ -129,6 +129,44 @@ def test_schema_has_the_sync_index_and_the_clock_row(make_client: Any) -> None:
     assert clock == ["todo"]
 
 
+def test_a_per_user_table_gets_its_owner_index_and_an_older_one_gains_it(
+    make_client: Any,
+) -> None:
+    """Each caller's pull reads through ``(owner, updatedAt, id)``; a table made before the
+    index existed gains it at the next start, its rows kept."""
+    from tablesync.server import Access, ApiKeyAuth
+
+    columns: dict[str, Any] = {"text": "string", "owner": "string"}
+    auth = ApiKeyAuth({"k-0123456789abcdef": "ann"})
+    key = {**V3, "X-API-Key": "k-0123456789abcdef"}
+    older = make_client([Table("notes", columns=columns)])  # no owner column: no owner index
+    engine = older.app.state.tablesync.schema.engine
+
+    def owner_indexes() -> list[list[str]]:
+        indexes = sa.inspect(engine).get_indexes("notes")
+        return [ix["column_names"] for ix in indexes if ix["column_names"][0] == "owner"]
+
+    assert (
+        older.post("/tables/notes", json={"id": "a", "owner": "ann"}, headers=V3).status_code == 201
+    )
+    assert owner_indexes() == []
+    table = Table("notes", columns=columns, access=Access(owner_column="owner"))
+    newer = make_client([table], auth=auth)
+    assert owner_indexes() == [["owner", "updatedAt", "id"]]
+    make_client([table], auth=auth)  # a second start finds it there
+    assert owner_indexes() == [["owner", "updatedAt", "id"]]
+    pull = "/tables/notes?$filter=updatedAt gt cast(2000-01-01T00:00:00Z,Edm.DateTimeOffset)"
+    assert [item["id"] for item in newer.get(pull, headers=key).json()["items"]] == ["a"]
+    if engine.dialect.name == "sqlite":  # the pull's plan (PostgreSQL's depends on its stats)
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                'EXPLAIN QUERY PLAN SELECT id FROM notes WHERE owner = ? AND "updatedAt" > ? '
+                'ORDER BY "updatedAt", id',
+                ("ann", "2000-01-01T00:00:00.000Z"),
+            ).all()
+        assert "_owner (owner=? AND updatedAt>?)" in plan[0][-1], plan
+
+
 def test_non_dynamic_tables_refuse_unknown_fields(make_client: Any) -> None:
     client = make_client([Table("todo", columns={"text": "string"})])
     response = client.post("/tables/todo", json={"id": "u", "other": 1}, headers=V3)
