@@ -48,6 +48,11 @@ def _refusal(tmp_path: Path, text: str) -> str:
             "columns = { a = 1 }", "[tables.t] columns.a", "a string", id="column-type-int"
         ),
         pytest.param('access = "anyone"', "[tables.t] access", "a table", id="access-str"),
+        pytest.param('indexes = "a"', "[tables.t]", "a list of lists", id="indexes-str"),
+        pytest.param("indexes = [[]]", "[tables.t]", "non-empty lists", id="indexes-empty"),
+        pytest.param(
+            'indexes = [["nope"]]', "[tables.t]", "neither a declared column", id="index-unknown"
+        ),
     ],
 )
 def test_wrong_table_values_name_the_file_key_and_type(
@@ -213,6 +218,11 @@ def test_toml_timeouts_reach_the_app_and_arguments_win(tmp_path: Path) -> None:
         pytest.param({"columns": {"a": 1}}, "unknown type", id="column-kind-int"),
         pytest.param({"view": "rows"}, "view must be a callable", id="view"),
         pytest.param({"after_commit": 3}, "after_commit", id="hook"),
+        pytest.param({"indexes": [("a", 1)]}, "non-empty lists of column names", id="index-int"),
+        pytest.param({"indexes": ["ab"]}, "non-empty lists of column names", id="index-str"),
+        pytest.param({"indexes": [("id", "id")]}, "repeats a column", id="index-repeat"),
+        pytest.param({"indexes": [("id",), ["id"]]}, "repeats a column or an index", id="twice"),
+        pytest.param({"indexes": [("Id",)]}, "neither a declared column", id="index-case"),
     ],
 )
 def test_table_in_python_checks_types(kwargs: dict[str, Any], message: str) -> None:

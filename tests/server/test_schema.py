@@ -167,6 +167,43 @@ def test_a_per_user_table_gets_its_owner_index_and_an_older_one_gains_it(
         assert "_owner (owner=? AND updatedAt>?)" in plan[0][-1], plan
 
 
+def test_declared_indexes_are_created_at_start_up_also_on_an_existing_table(
+    make_client: Any, tmp_path: Any
+) -> None:
+    from tablesync.server import load_config
+
+    columns: dict[str, Any] = {"title": "string", "rating": "string", "year": "integer"}
+    older = make_client([Table("movies", columns=columns)])
+    body = {"id": "m1", "title": "Kept", "rating": "R", "year": 1999}
+    assert older.post("/tables/movies", json=body, headers=V3).status_code == 201
+    engine = older.app.state.tablesync.schema.engine
+
+    def declared() -> list[list[str]]:
+        indexes = sa.inspect(engine).get_indexes("movies")
+        return sorted(ix["column_names"] for ix in indexes if ix["column_names"][0] != "updatedAt")
+
+    assert declared() == []
+    config = tmp_path / "app.toml"
+    config.write_text(
+        '[tables.movies]\nindexes = [["rating", "id"], ["year", "updatedAt"]]\n'
+        '[tables.movies.columns]\ntitle = "string"\nrating = "string"\nyear = "integer"\n'
+    )
+    (table,) = load_config(config).tables
+    assert table.indexes == (("rating", "id"), ("year", "updatedAt"))
+    newer = make_client([table])
+    assert declared() == [["rating", "id"], ["year", "updatedAt"]]
+    make_client([table])  # a second start finds them there
+    assert declared() == [["rating", "id"], ["year", "updatedAt"]]
+    query = "/tables/movies?$filter=rating eq 'R'&$orderby=id"
+    assert [item["title"] for item in newer.get(query, headers=V3).json()["items"]] == ["Kept"]
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM movies WHERE rating = ? ORDER BY id", ("R",)
+            ).all()
+        assert "INDEX ix_movies_" in plan[0][-1] and "(rating=?)" in plan[0][-1], plan
+
+
 def test_non_dynamic_tables_refuse_unknown_fields(make_client: Any) -> None:
     client = make_client([Table("todo", columns={"text": "string"})])
     response = client.post("/tables/todo", json={"id": "u", "other": 1}, headers=V3)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from .._exceptions import ServerConfigError
+from ..protocol import SYSTEM_PROPERTIES
 from ._access import Access, access_from_mapping
 from ._config_values import (
     expect_bool,
@@ -117,6 +118,9 @@ class Table:
         access: who may read and write, and the per-user data view (see ``Access``);
             ``None``: ``Access()`` (authenticated callers) when the app has ``auth``, else
             everyone.
+        indexes: more indexes, created at start-up, each a sequence of column names
+            (declared columns or system properties), for the filters and orderings the
+            clients send, e.g. ``[("rating", "id")]``. One no longer listed is not dropped.
     """
 
     name: str
@@ -132,6 +136,7 @@ class Table:
     before_commit: WriteHook | None = None
     after_commit: WriteHook | None = None
     access: Access | None = None
+    indexes: Sequence[Sequence[str]] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not is_valid_table_name(self.name):
@@ -147,6 +152,7 @@ class Table:
                 f"table {self.name!r}: conflict_policy must be one of {_POLICIES} or a callable"
             )
         object.__setattr__(self, "columns", dict(self.columns))
+        object.__setattr__(self, "indexes", self._checked_indexes())
         self._check_access()
 
     def _check_types(self) -> None:
@@ -165,6 +171,26 @@ class Table:
             value = getattr(self, hook)
             if value is not None and not callable(value):
                 raise fail(f"{where} {hook}", "a callable", value)
+
+    def _checked_indexes(self) -> tuple[tuple[str, ...], ...]:
+        where = f"table {self.name!r}: indexes"
+        if isinstance(self.indexes, str | bytes) or not isinstance(self.indexes, Sequence):
+            raise fail(where, "a list of lists of column names", self.indexes)
+        known = {*self.columns, *_SYSTEM_COLUMNS}
+        indexes: list[tuple[str, ...]] = []
+        for columns in self.indexes:
+            names = tuple(columns) if isinstance(columns, list | tuple) else None
+            if not names or not all(isinstance(name, str) for name in names):
+                raise fail(where, "non-empty lists of column names", columns)
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise ServerConfigError(
+                    f"{where}: {unknown[0]!r} is neither a declared column nor a system property"
+                )
+            if len(set(names)) != len(names) or names in indexes:
+                raise ServerConfigError(f"{where}: {list(names)} repeats a column or an index")
+            indexes.append(names)
+        return tuple(indexes)
 
     def _check_access(self) -> None:
         if self.access is None:
@@ -224,8 +250,11 @@ class ServerConfig:
     body_timeout: dt.timedelta | None = None
 
 
+#: The columns every item table has, which an index may name too.
+_SYSTEM_COLUMNS = ("id", *SYSTEM_PROPERTIES)
 _TABLE_KEYS = frozenset(
     {
+        "indexes",
         "columns",
         "soft_delete",
         "page_size",
@@ -348,6 +377,8 @@ def _table_from_mapping(name: str, settings: Any, source: str) -> Table:
             values[key] = value
     if "columns" in settings:
         values["columns"] = _columns(settings["columns"], f"{where} columns")
+    if "indexes" in settings:
+        values["indexes"] = settings["indexes"]  # checked by Table, with the columns
     if "access" in settings:
         access = expect_table(settings["access"], f"{where} access")
         values["access"] = access_from_mapping(access, f"{source}: [tables.{name}.access]")

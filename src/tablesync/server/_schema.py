@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,14 +88,18 @@ class TableState:
 
 
 def build_table(
-    name: str, kinds: Mapping[str, ColumnType], owner_column: str | None = None
+    name: str,
+    kinds: Mapping[str, ColumnType],
+    owner_column: str | None = None,
+    indexes: Sequence[Sequence[str]] = (),
 ) -> sa.Table:
     """The Core ``Table`` for an item table with the given user columns.
 
-    Its indexes: ``(updatedAt, id)`` for incremental pulls, and with an ``owner_column``
+    Its indexes: ``(updatedAt, id)`` for incremental pulls; with an ``owner_column``
     (``Access``), ``(owner, updatedAt, id)``: every statement of such a table holds its
     caller's owner, and a caller's pull then reads the caller's rows alone, where the sync
-    index made it step over every other user's rows changed since (docs/benchmarks.md).
+    index made it step over every other user's rows changed since (docs/benchmarks.md);
+    and the table's own ``indexes`` (``Table.indexes``), each named by its columns.
     """
     id_type = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
     suffix = f"{zlib.crc32(name.encode()):08x}"
@@ -104,6 +108,12 @@ def build_table(
         if owner_column is not None and owner_column in kinds
         else []
     )
+    own_indexes = [
+        sa.Index(
+            f"ix_{name[:40]}_{suffix}_{zlib.crc32(repr(list(columns)).encode()):08x}", *columns
+        )
+        for columns in indexes
+    ]
     return sa.Table(
         name,
         sa.MetaData(),
@@ -115,6 +125,7 @@ def build_table(
         *(sa.Column(col, sql_type(kind), nullable=True) for col, kind in kinds.items()),
         sa.Index(f"ix_{name[:40]}_{suffix}_sync", "updatedAt", "id"),
         *owner_index,
+        *own_indexes,
     )
 
 
@@ -215,7 +226,7 @@ class Schema:
         with self._ddl() as conn:
             recorded = _recorded_kinds(conn, config.key)
             kinds = {**recorded, **config.columns}
-            table = build_table(config.name, kinds, _owner_column(config))
+            table = build_table(config.name, kinds, _owner_column(config), config.indexes)
             table.create(conn, checkfirst=True)
             present = {col["name"].lower() for col in sa.inspect(conn).get_columns(config.name)}
             for name, kind in kinds.items():
@@ -235,7 +246,7 @@ class Schema:
         return self._remember(config.key, config, kinds)
 
     def _remember(self, key: str, config: Table, kinds: Mapping[str, ColumnType]) -> TableState:
-        table = build_table(config.name, kinds, _owner_column(config))
+        table = build_table(config.name, kinds, _owner_column(config), config.indexes)
         state = TableState(config=config, table=table, kinds=kinds)
         with self._lock:
             self._states[key] = state
