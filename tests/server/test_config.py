@@ -223,6 +223,12 @@ def test_toml_timeouts_reach_the_app_and_arguments_win(tmp_path: Path) -> None:
         pytest.param({"indexes": [("id", "id")]}, "repeats a column", id="index-repeat"),
         pytest.param({"indexes": [("id",), ["id"]]}, "repeats a column or an index", id="twice"),
         pytest.param({"indexes": [("Id",)]}, "neither a declared column", id="index-case"),
+        pytest.param({"indexes": [("updatedAt", "id")]}, "repeats", id="index-sync"),
+        pytest.param(
+            {"columns": {"meta": "json"}, "indexes": [("meta",)]},
+            "cannot be indexed",
+            id="index-json",
+        ),
     ],
 )
 def test_table_in_python_checks_types(kwargs: dict[str, Any], message: str) -> None:

@@ -187,7 +187,9 @@ class Table:
                 raise ServerConfigError(
                     f"{where}: {unknown[0]!r} is neither a declared column nor a system property"
                 )
-            if len(set(names)) != len(names) or names in indexes:
+            if any(self.columns.get(name) == "json" for name in names):
+                raise ServerConfigError(f"{where}: {list(names)}: json columns cannot be indexed")
+            if len(set(names)) != len(names) or names in (*indexes, _SYNC_INDEX):
                 raise ServerConfigError(f"{where}: {list(names)} repeats a column or an index")
             indexes.append(names)
         return tuple(indexes)
@@ -252,6 +254,8 @@ class ServerConfig:
 
 #: The columns every item table has, which an index may name too.
 _SYSTEM_COLUMNS = ("id", *SYSTEM_PROPERTIES)
+#: The index every item table has (``_schema.build_table``).
+_SYNC_INDEX = ("updatedAt", "id")
 _TABLE_KEYS = frozenset(
     {
         "indexes",
