@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -310,9 +311,7 @@ def _filter_key(
     """
     if expr is None:
         return None, {}
-    sql = _compiled_filter(expr, table)
-    shaped = shape_of(sql)
-    return (_Same(sql), {}) if shaped is None else shaped
+    return _cached_filter_key(_Same(expr), table)
 
 
 def _where(
@@ -361,6 +360,19 @@ def _compiled_filter(expr: Expr, table: sa.Table) -> ColumnElement[bool]:
 @functools.lru_cache(maxsize=_COMPILED_CACHE_SIZE)
 def _cached_filter(key: _Same, table: sa.Table) -> ColumnElement[bool]:
     return compile_filter(key.value, table)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=_COMPILED_CACHE_SIZE)
+def _cached_filter_key(key: _Same, table: sa.Table) -> tuple[Shape | _Same, Mapping[str, Any]]:
+    # Kept beside the compiled filter: a repeated text (a pull's next links) finds its
+    # shape and values without keying and hashing the filter again. The values are shared
+    # by every request of the text, hence read-only.
+    sql = _compiled_filter(key.value, table)  # type: ignore[arg-type]
+    shaped = shape_of(sql)
+    if shaped is None:
+        return _Same(sql), MappingProxyType({})
+    shape, values = shaped
+    return shape, MappingProxyType(values)
 
 
 def _order_by(table: sa.Table, terms: tuple[OrderBy, ...]) -> list[ColumnElement[Any]]:

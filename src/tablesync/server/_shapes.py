@@ -41,7 +41,7 @@ class Shape:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shape) and other.key == self.key
+        return other is self or (isinstance(other, Shape) and other.key == self.key)
 
 
 def shape_of(sql: ColumnElement[bool]) -> tuple[Shape, dict[str, Any]] | None:
