@@ -228,12 +228,16 @@ class Schema:
             kinds = {**recorded, **config.columns}
             table = build_table(config.name, kinds, _owner_column(config), config.indexes)
             table.create(conn, checkfirst=True)
-            present = {col["name"].lower() for col in sa.inspect(conn).get_columns(config.name)}
+            inspector = sa.inspect(conn)
+            present = {col["name"].lower() for col in inspector.get_columns(config.name)}
             for name, kind in kinds.items():
                 if name.lower() not in present:
                     _add_column(conn, config.name, name, kind)
-            for index in table.indexes:  # a table made by an earlier version may lack one
-                index.create(conn, checkfirst=True)
+            # A table made by an earlier version (or configuration) may lack an index.
+            indexed = {index["name"] for index in inspector.get_indexes(config.name)}
+            for index in table.indexes:
+                if index.name not in indexed:
+                    index.create(conn)
             for name, kind in config.columns.items():
                 if recorded.get(name, kind) != kind:
                     raise ServerConfigError(
